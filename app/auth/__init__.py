@@ -1,0 +1,1 @@
+"""Users, roles, login, API tokens, the audit log and permission checks."""

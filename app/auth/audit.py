@@ -1,0 +1,130 @@
+"""The audit log: every flushed change to an audited model is written with who, when, before and after.
+
+It hooks the session's flush, so no service can forget it, and it writes in the same transaction as
+the change, so a rolled-back change leaves no entry.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from app.auth.models import AuditEntry
+from app.db import utcnow
+
+
+@dataclass(frozen=True)
+class Actor:
+    user_id: int | None
+    label: str
+
+
+SYSTEM = Actor(None, "system")
+_actor: contextvars.ContextVar[Actor] = contextvars.ContextVar("audit_actor", default=SYSTEM)
+
+# Columns never copied into the log: secrets and hashes of secrets, and derived columns (a site's path).
+_SECRET_COLUMNS = {"password_hash", "token_hash", "path"}
+_AUDITED: set[type] = set()
+
+
+def set_actor(actor: Actor) -> contextvars.Token[Actor]:
+    return _actor.set(actor)
+
+
+def reset_actor(token: contextvars.Token[Actor]) -> None:
+    _actor.reset(token)
+
+
+def current_actor() -> Actor:
+    return _actor.get()
+
+
+def audited(cls: type) -> type:
+    _AUDITED.add(cls)
+    return cls
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
+
+
+def _snapshot(obj: Any, *, before: bool) -> dict[str, Any]:
+    state = sa.inspect(obj)
+    values: dict[str, Any] = {}
+    for attr in state.mapper.column_attrs:
+        if attr.key in _SECRET_COLUMNS:
+            continue
+        if before:
+            hist = state.attrs[attr.key].history
+            value = hist.deleted[0] if hist.deleted else (hist.unchanged[0] if hist.unchanged else None)
+        else:
+            value = state.attrs[attr.key].value
+        values[attr.key] = _plain(value)
+    return values
+
+
+def _summary(obj: Any) -> str:
+    for name in ("code", "name", "email", "room_name", "reason"):
+        value = getattr(obj, name, None)
+        if value:
+            return str(value)[:300]
+    return ""
+
+
+def _after_flush(session: so.Session, _ctx: Any) -> None:
+    actor = current_actor()
+    rows: list[dict[str, Any]] = []
+    now = utcnow()
+
+    def add(obj: Any, action: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
+        rows.append({
+            "at": now, "user_id": actor.user_id, "actor": actor.label, "action": action,
+            "object_type": type(obj).__name__,
+            "object_id": "/".join(str(v) for v in sa.inspect(obj).mapper.primary_key_from_instance(obj)),
+            "summary": _summary(obj), "before": before, "after": after,
+        })
+
+    for obj in session.new:
+        if type(obj) in _AUDITED:
+            add(obj, "create", None, _snapshot(obj, before=False))
+    for obj in session.dirty:
+        if type(obj) in _AUDITED and session.is_modified(obj, include_collections=False):
+            before, after = _snapshot(obj, before=True), _snapshot(obj, before=False)
+            changed = {k for k in after if before.get(k) != after.get(k)}
+            if changed:
+                add(obj, "update", {k: before[k] for k in changed}, {k: after[k] for k in changed})
+    for obj in session.deleted:
+        if type(obj) in _AUDITED:
+            add(obj, "delete", _snapshot(obj, before=True), None)
+    if rows:
+        # Written straight on the flush's connection: adding ORM objects during a flush is not allowed.
+        session.connection().execute(sa.insert(AuditEntry), rows)
+
+
+def record(session: so.Session, action: str, object_type: str, object_id: str = "", summary: str = "",
+           after: dict[str, Any] | None = None) -> None:
+    """Record an event that is not a row change (a login, a token shown, an override)."""
+    actor = current_actor()
+    session.add(AuditEntry(user_id=actor.user_id, actor=actor.label, action=action, object_type=object_type,
+                           object_id=object_id, summary=summary[:300], after=after))
+
+
+def install(sessionmaker: so.sessionmaker[so.Session]) -> None:
+    from app.auth.models import ApiToken, User
+    from app.sites import models as sites
+
+    for cls in (sites.Level, sites.Site, sites.Contact, sites.Endpoint, sites.Bridge, sites.ManagedHost,
+                sites.Link, sites.MaintenanceWindow, User, ApiToken):
+        audited(cls)
+    if not sa.event.contains(sessionmaker, "after_flush", _after_flush):
+        sa.event.listen(sessionmaker, "after_flush", _after_flush)

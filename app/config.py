@@ -1,0 +1,107 @@
+"""Configuration: embedded defaults, then VCOPS_* environment variables, then explicit overrides.
+
+Every setting is listed in SETTINGS so the README table and the loader never disagree.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str  # Flask config key; the environment variable is VCOPS_<key>
+    default: Any
+    help: str
+    kind: type = str
+
+
+SETTINGS: list[Setting] = [
+    Setting("INSTANCE_PATH", str(PROJECT_ROOT / "instance"),
+            "Folder for the SQLite database, queue, secret key and uploads."),
+    Setting("DATABASE_URL", "", "SQLAlchemy URL; empty means SQLite at INSTANCE_PATH/vcops.db."),
+    Setting("REDIS_URL", "",
+            "Redis URL for the task queue (RedisHuey); empty means SqliteHuey at INSTANCE_PATH/queue.db."),
+    Setting("SECRET_KEY", "",
+            "Signs sessions and links; empty means a random key kept in INSTANCE_PATH/secret_key."),
+    Setting("BASE_URL", "http://127.0.0.1:5000",
+            "Public address of the app, used in links; https turns on Secure cookies."),
+    Setting("HOST", "127.0.0.1", "Address `vcops serve` listens on."),
+    Setting("PORT", 5000, "Port `vcops serve` listens on.", int),
+    Setting("WEB_WORKERS", 2, "gunicorn worker processes started by `vcops serve`.", int),
+    Setting("QUEUE_WORKERS", 2, "Task-queue worker threads started by `vcops worker`.", int),
+    Setting("EMBEDDED_WORKER", True, "`vcops serve` also starts a task-queue worker process.", bool),
+    Setting("WORKER_STALE_SECONDS", 180,
+            "/healthz reports the queue unhealthy when no worker checked in for this long.", int),
+    Setting("LOGIN_RATE_LIMIT", "5 per minute;20 per hour", "Login attempts allowed per client address."),
+    Setting("RATELIMIT_STORAGE_URI", "", "Storage for rate limits; empty means REDIS_URL if set, else memory."),
+    Setting("DEFAULT_LANGUAGE", "vi", "Interface language when the user has not chosen one (vi or en)."),
+    Setting("TIMEZONE", "Asia/Ho_Chi_Minh", "Time zone in which times are shown; they are stored in UTC."),
+    Setting("PAGE_SIZE", 25, "Rows per page in lists.", int),
+    Setting("LOG_LEVEL", "INFO", "Logging level."),
+]
+
+
+def _parse(kind: type, raw: str) -> Any:
+    if kind is bool:
+        value = raw.strip().lower()
+        if value in {"1", "true", "yes", "on"}:
+            return True
+        if value in {"0", "false", "no", "off", ""}:
+            return False
+        raise ValueError(f"expected true/false, got {raw!r}")
+    return kind(raw)
+
+
+def load_config(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Return the settings: defaults, overridden by VCOPS_* variables, overridden by `overrides`."""
+    env = os.environ if environ is None else environ
+    config: dict[str, Any] = {}
+    for setting in SETTINGS:
+        value = setting.default
+        raw = env.get(f"VCOPS_{setting.key}")
+        if raw is not None:
+            try:
+                value = _parse(setting.kind, raw)
+            except ValueError as exc:
+                raise RuntimeError(f"VCOPS_{setting.key}: {exc}") from exc
+        config[setting.key] = value
+    config.update(overrides or {})
+
+    instance = Path(config["INSTANCE_PATH"])
+    instance.mkdir(parents=True, exist_ok=True)
+    if not config["DATABASE_URL"]:
+        config["DATABASE_URL"] = f"sqlite:///{instance / 'vcops.db'}"
+    if not config["SECRET_KEY"]:
+        config["SECRET_KEY"] = _instance_secret(instance / "secret_key")
+    if not config["RATELIMIT_STORAGE_URI"]:
+        config["RATELIMIT_STORAGE_URI"] = config["REDIS_URL"] or "memory://"
+
+    secure = str(config["BASE_URL"]).startswith("https://")
+    config.setdefault("SESSION_COOKIE_SECURE", secure)
+    config.setdefault("REMEMBER_COOKIE_SECURE", secure)
+    config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    config.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
+    config.setdefault("BABEL_DEFAULT_LOCALE", config["DEFAULT_LANGUAGE"])
+    config.setdefault("BABEL_DEFAULT_TIMEZONE", config["TIMEZONE"])
+    config.setdefault("MAX_CONTENT_LENGTH", 32 * 1024 * 1024)
+    return config
+
+
+def _instance_secret(path: Path) -> str:
+    """A random key kept beside the database, readable by the owner only, so sessions survive restarts."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass  # another process (web or worker) made it first
+    else:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()

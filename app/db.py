@@ -1,0 +1,149 @@
+"""The database: declarative base, engine and session per app, and the one commit point.
+
+Services only add and flush; `commit_scope()` is the single place that commits or rolls back, used by
+the request cycle, the CLI and the task-queue runner alike.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from sqlalchemy.engine import Engine
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(sa.TypeDecorator[dt.datetime]):
+    """Aware datetimes in, aware UTC datetimes out; stored naive in UTC so SQLite and PostgreSQL agree."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; times must carry a time zone")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(so.DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dt.datetime: UTCDateTime()}
+
+
+# On SQLite, a transaction that will write takes the lock when it begins (BEGIN IMMEDIATE) so that two
+# writers queue on the busy timeout instead of one failing with "database is locked" half way through.
+# Read-only requests begin deferred and never wait for a writer (WAL lets them read alongside).
+_sqlite_write_intent: contextvars.ContextVar[bool] = contextvars.ContextVar("sqlite_write_intent", default=True)
+
+
+@contextmanager
+def read_only_intent() -> Iterator[None]:
+    token = _sqlite_write_intent.set(False)
+    try:
+        yield
+    finally:
+        _sqlite_write_intent.reset(token)
+
+
+def set_write_intent(write: bool) -> contextvars.Token[bool]:
+    return _sqlite_write_intent.set(write)
+
+
+def reset_write_intent(token: contextvars.Token[bool]) -> None:
+    _sqlite_write_intent.reset(token)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not pysqlite, emit BEGIN, so that we can choose IMMEDIATE.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: sa.Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if _sqlite_write_intent.get() else "BEGIN")
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+class Database:
+    """Engine and scoped session of one app. `db.session` is the session of the current context."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self.sessionmaker = so.sessionmaker(expire_on_commit=False)
+        self.session = so.scoped_session(self.sessionmaker, scopefunc=_scope_id)
+
+    def init_app(self, app: Any) -> None:
+        self.engine = make_engine(app.config["DATABASE_URL"])
+        self.sessionmaker.configure(bind=self.engine)
+        app.extensions["vcops_engine"] = self.engine
+
+        @app.teardown_appcontext
+        def _remove_session(_exc: BaseException | None) -> None:
+            self.session.remove()
+
+    def bind_to(self, bind: sa.Connection | Engine, **kwargs: Any) -> None:
+        """Tests: run every session inside an outer transaction that they roll back afterwards."""
+        self.session.remove()
+        self.sessionmaker.configure(bind=bind, **kwargs)
+
+
+def _scope_id() -> int:
+    # One session per Flask app context (request, CLI command or task), else per thread.
+    from flask import globals as flask_globals
+
+    ctx = flask_globals._cv_app.get(None)
+    if ctx is not None:
+        return id(ctx)
+    import threading
+
+    return threading.get_ident()
+
+
+db = Database()
+
+
+@contextmanager
+def commit_scope(on_commit: Callable[[], None] | None = None) -> Iterator[so.Session]:
+    """The one commit point: commit when the block succeeds, roll back when it raises."""
+    session = db.session()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    if on_commit is not None:
+        on_commit()

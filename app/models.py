@@ -1,0 +1,7 @@
+"""Imports every domain's models, so that the metadata (Alembic, tests) knows all tables."""
+
+
+def load_all() -> None:
+    import app.auth.models
+    import app.queue.models
+    import app.sites.models  # noqa: F401

@@ -1,0 +1,1 @@
+"""Work queued after commit (the outbox) and the workers' check-ins."""

@@ -1,0 +1,1 @@
+"""The inventory: administrative levels, sites, endpoints, bridges, managed hosts, links, maintenance."""

@@ -1,0 +1,390 @@
+"""The inventory's rules: the site tree (levels are data, no cycles), equipment, links, maintenance.
+
+Plain functions on a session: they validate, change and flush; the caller's commit point commits.
+Field types and lengths are checked by the forms and schemas; these functions check what needs the
+database (uniqueness, references, the tree).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from app.errors import Conflict, Invalid, NotFound
+from app.sites.models import (
+    Bridge,
+    Contact,
+    Endpoint,
+    Level,
+    Link,
+    MaintenanceWindow,
+    ManagedHost,
+    Site,
+    Status,
+)
+
+M = TypeVar("M")
+
+# The plans of administrative levels: the seed's time (three levels) and since 1 July 2025 (two).
+LEVEL_PLANS: dict[str, list[tuple[str, str]]] = {
+    "three-level": [("province", "Tỉnh"), ("district", "Huyện"), ("commune", "Xã")],
+    "two-level": [("province", "Tỉnh"), ("commune", "Xã")],
+}
+
+
+def get(session: so.Session, model: type[M], object_id: int, label: str | None = None) -> M:
+    obj = session.get(model, object_id)
+    if obj is None:
+        name = label or model.__name__.lower()
+        raise NotFound(f"No {name} with id {object_id}.")
+    return obj
+
+
+def _apply(obj: Any, changes: Mapping[str, Any], allowed: Iterable[str]) -> None:
+    allowed = set(allowed)
+    unknown = set(changes) - allowed
+    if unknown:
+        raise Invalid(f"Unknown field(s): {', '.join(sorted(unknown))}.",
+                      {name: ["unknown field"] for name in sorted(unknown)})
+    for key, value in changes.items():
+        setattr(obj, key, value)
+
+
+# ---------------------------------------------------------------- levels
+
+def ensure_levels(session: so.Session, plan: str) -> list[Level]:
+    if plan not in LEVEL_PLANS:
+        raise Invalid(f"Unknown level plan {plan!r}; choose one of {', '.join(LEVEL_PLANS)}.")
+    levels = []
+    for rank, (code, name) in enumerate(LEVEL_PLANS[plan], start=1):
+        level = session.scalar(sa.select(Level).where(Level.code == code))
+        if level is None:
+            level = Level(code=code, name=name, rank=rank)
+            session.add(level)
+        levels.append(level)
+    session.flush()
+    return levels
+
+
+def list_levels(session: so.Session) -> list[Level]:
+    return list(session.scalars(sa.select(Level).order_by(Level.rank)))
+
+
+def level_by_code(session: so.Session, code: str) -> Level:
+    level = session.scalar(sa.select(Level).where(Level.code == code))
+    if level is None:
+        known = ", ".join(lv.code for lv in list_levels(session))
+        raise Invalid(f"Unknown level {code!r}; known levels: {known}.", {"level": ["unknown level"]})
+    return level
+
+
+# ---------------------------------------------------------------- sites
+
+SITE_FIELDS = ("code", "name", "level", "parent_id", "address", "latitude", "longitude", "is_sample", "notes",
+               "status")
+
+
+def _check_site_code(session: so.Session, code: str, site_id: int | None = None) -> None:
+    clash = session.scalar(sa.select(Site).where(Site.code == code, Site.id != (site_id or 0)))
+    if clash is not None:
+        raise Conflict(f"Site code {code!r} is already used by {clash.name}.", {"code": ["already used"]},
+                       code="duplicate")
+
+
+def _check_parent(session: so.Session, site: Site, parent: Site | None) -> None:
+    if parent is None:
+        return
+    if site.id is not None and (parent.id == site.id or f"/{site.id}/" in parent.path):
+        raise Invalid(f"{parent.name} cannot be the parent of {site.name}: it lies inside its subtree "
+                      "(the tree would have a cycle).", {"parent_id": ["would make a cycle"]}, code="cycle")
+    if parent.level.rank >= site.level.rank:
+        raise Invalid(f"The parent {parent.name} ({parent.level.name}) must be at a higher level than "
+                      f"{site.level.name}.", {"parent_id": ["must be at a higher level"]})
+    if parent.status is Status.RETIRED:
+        raise Invalid(f"The parent {parent.name} is retired.", {"parent_id": ["retired"]})
+
+
+def _site_changes(session: so.Session, data: Mapping[str, Any]) -> dict[str, Any]:
+    changes = dict(data)
+    if "level" in changes:
+        level = changes["level"]
+        changes["level"] = level if isinstance(level, Level) else level_by_code(session, str(level))
+    if "parent_id" in changes and changes["parent_id"] is not None:
+        get(session, Site, int(changes["parent_id"]), "parent site")
+    return changes
+
+
+def _repath(session: so.Session, site: Site) -> None:
+    """Recompute the materialised path of a site and of its whole subtree."""
+    old = site.path
+    parent = session.get(Site, site.parent_id) if site.parent_id else None
+    site.path = f"{parent.path if parent else '/'}{site.id}/"
+    if old not in ("/", site.path):
+        for child in session.scalars(sa.select(Site).where(Site.path.startswith(old), Site.id != site.id)):
+            child.path = site.path + child.path[len(old):]
+
+
+def create_site(session: so.Session, data: Mapping[str, Any]) -> Site:
+    changes = _site_changes(session, data)
+    for required in ("code", "name", "level"):
+        if not changes.get(required):
+            raise Invalid(f"The site's {required} is required.", {required: ["required"]})
+    _check_site_code(session, changes["code"])
+    site = Site()
+    _apply(site, changes, SITE_FIELDS)
+    parent = session.get(Site, site.parent_id) if site.parent_id else None
+    _check_parent(session, site, parent)
+    session.add(site)
+    session.flush()
+    _repath(session, site)
+    session.flush()
+    return site
+
+
+def update_site(session: so.Session, site: Site, data: Mapping[str, Any]) -> Site:
+    changes = _site_changes(session, data)
+    if "code" in changes and changes["code"] != site.code:
+        _check_site_code(session, changes["code"], site.id)
+    moved = "parent_id" in changes and changes["parent_id"] != site.parent_id
+    relevelled = "level" in changes and changes["level"] is not site.level
+    _apply(site, changes, SITE_FIELDS)
+    if moved or relevelled:
+        _check_parent(session, site, session.get(Site, site.parent_id) if site.parent_id else None)
+        if relevelled:
+            for child in site.children:
+                if child.level.rank <= site.level.rank:
+                    raise Invalid(f"{site.name} cannot move to level {site.level.name}: its child {child.name} "
+                                  f"is at level {child.level.name}.", {"level": ["children at this level"]})
+    if moved:
+        _repath(session, site)
+    session.flush()
+    return site
+
+
+def retire_site(session: so.Session, site: Site) -> Site:
+    """Retire a site with its rooms, hosts and links; refused while it has active sites under it."""
+    active_children = [c for c in site.children if c.status is not Status.RETIRED]
+    if active_children:
+        names = ", ".join(c.name for c in active_children[:5])
+        raise Conflict(f"{site.name} still has active sites under it ({names}); retire or move them first.",
+                       code="has_children")
+    site.status = Status.RETIRED
+    for endpoint in site.endpoints:
+        endpoint.status = Status.RETIRED
+    for host in site.hosts:
+        host.status = Status.RETIRED
+    for link in session.scalars(sa.select(Link).where(sa.or_(Link.site_a_id == site.id, Link.site_b_id == site.id))):
+        link.status = Status.RETIRED
+    session.flush()
+    return site
+
+
+def subtree_ids(session: so.Session, site: Site) -> list[int]:
+    return list(session.scalars(sa.select(Site.id).where(Site.path.startswith(site.path))))
+
+
+def ancestor_at_level(session: so.Session, site: Site, level: Level) -> Site | None:
+    """The site's ancestor (or itself) at the given level: "by district" means this with the district level."""
+    ids = [int(p) for p in site.path.strip("/").split("/") if p]
+    if not ids:
+        return None
+    return session.scalar(sa.select(Site).where(Site.id.in_(ids), Site.level_id == level.id))
+
+
+def group_by_ancestor(session: so.Session, sites: Iterable[Site], level: Level) -> dict[Site | None, list[Site]]:
+    """Sites grouped under their ancestor at a level; sites above that level fall under None."""
+    sites = list(sites)
+    ancestor_ids: set[int] = set()
+    for site in sites:
+        ancestor_ids.update(int(p) for p in site.path.strip("/").split("/") if p)
+    at_level = {s.id: s for s in session.scalars(
+        sa.select(Site).where(Site.id.in_(ancestor_ids), Site.level_id == level.id))}
+    groups: dict[Site | None, list[Site]] = {}
+    for site in sites:
+        ids = [int(p) for p in site.path.strip("/").split("/") if p]
+        key = next((at_level[i] for i in ids if i in at_level), None)
+        groups.setdefault(key, []).append(site)
+    return groups
+
+
+@dataclass
+class SiteFilter:
+    q: str = ""
+    level: str = ""
+    within: int | None = None  # a site id: its subtree
+    status: str = ""
+    sample: bool | None = None
+
+
+def site_query(session: so.Session, f: SiteFilter) -> sa.Select[tuple[Site]]:
+    stmt = sa.select(Site).join(Site.level).order_by(Level.rank, Site.code)
+    if f.q:
+        like = f"%{f.q.strip()}%"
+        stmt = stmt.where(sa.or_(Site.code.ilike(like), Site.name.ilike(like), Site.address.ilike(like)))
+    if f.level:
+        stmt = stmt.where(Level.code == f.level)
+    if f.within:
+        root = get(session, Site, f.within, "site")
+        stmt = stmt.where(Site.path.startswith(root.path))
+    if f.status:
+        stmt = stmt.where(Site.status == Status(f.status))
+    if f.sample is not None:
+        stmt = stmt.where(Site.is_sample.is_(f.sample))
+    return stmt
+
+
+def replace_contacts(session: so.Session, site: Site, contacts: Iterable[Mapping[str, Any]]) -> None:
+    site.contacts = [Contact(**dict(c)) for c in contacts]
+    session.flush()
+
+
+# ---------------------------------------------------------------- equipment
+
+ENDPOINT_FIELDS = ("site_id", "room_name", "vendor", "model", "kind", "mgmt_address", "mgmt_port", "sip_uri",
+                   "h323_alias", "serial", "firmware_version", "status")
+BRIDGE_FIELDS = ("name", "vendor", "model", "site_id", "mgmt_address", "sip_address", "total_ports", "status")
+HOST_FIELDS = ("site_id", "name", "kind", "mgmt_address", "status")
+LINK_FIELDS = ("code", "site_a_id", "address_a", "site_b_id", "address_b", "provider", "medium",
+               "bandwidth_kbps", "status")
+
+
+def _active_site(session: so.Session, site_id: int | None, field: str = "site_id") -> Site | None:
+    if site_id is None:
+        return None
+    site = session.get(Site, int(site_id))
+    if site is None:
+        raise NotFound(f"No site with id {site_id}.", {field: ["no such site"]})
+    if site.status is Status.RETIRED:
+        raise Invalid(f"The site {site.name} is retired.", {field: ["retired site"]})
+    return site
+
+
+def _check_room(session: so.Session, endpoint: Endpoint) -> None:
+    clash = session.scalar(sa.select(Endpoint).where(
+        Endpoint.site_id == endpoint.site_id, Endpoint.room_name == endpoint.room_name,
+        Endpoint.id != (endpoint.id or 0)))
+    if clash is not None:
+        raise Conflict(f"The site already has a room named {endpoint.room_name!r}.",
+                       {"room_name": ["already used at this site"]}, code="duplicate")
+
+
+def save_endpoint(session: so.Session, data: Mapping[str, Any], endpoint: Endpoint | None = None) -> Endpoint:
+    endpoint = endpoint or Endpoint()
+    if "site_id" in data and data["site_id"] != endpoint.site_id:
+        _active_site(session, data["site_id"])
+    _apply(endpoint, data, ENDPOINT_FIELDS)
+    if endpoint.site_id is None or not endpoint.room_name:
+        raise Invalid("An endpoint needs a site and a room name.",
+                      {k: ["required"] for k in ("site_id", "room_name") if not getattr(endpoint, k)})
+    _check_room(session, endpoint)
+    session.add(endpoint)
+    session.flush()
+    return endpoint
+
+
+def save_bridge(session: so.Session, data: Mapping[str, Any], bridge: Bridge | None = None) -> Bridge:
+    bridge = bridge or Bridge()
+    if data.get("site_id") is not None and data.get("site_id") != bridge.site_id:
+        _active_site(session, data["site_id"])
+    _apply(bridge, data, BRIDGE_FIELDS)
+    if not bridge.name or not bridge.total_ports:
+        raise Invalid("A bridge needs a name and its number of video ports.",
+                      {k: ["required"] for k in ("name", "total_ports") if not getattr(bridge, k)})
+    if bridge.total_ports < 1:
+        raise Invalid("A bridge has at least one video port.", {"total_ports": ["must be at least 1"]})
+    clash = session.scalar(sa.select(Bridge).where(Bridge.name == bridge.name, Bridge.id != (bridge.id or 0)))
+    if clash is not None:
+        raise Conflict(f"A bridge named {bridge.name!r} already exists.", {"name": ["already used"]}, code="duplicate")
+    session.add(bridge)
+    session.flush()
+    return bridge
+
+
+def save_host(session: so.Session, data: Mapping[str, Any], host: ManagedHost | None = None) -> ManagedHost:
+    host = host or ManagedHost()
+    if "site_id" in data and data["site_id"] != host.site_id:
+        _active_site(session, data["site_id"])
+    _apply(host, data, HOST_FIELDS)
+    if host.site_id is None or not host.name or host.kind is None:
+        raise Invalid("A managed host needs a site, a name and a kind.",
+                      {k: ["required"] for k in ("site_id", "name", "kind") if not getattr(host, k)})
+    clash = session.scalar(sa.select(ManagedHost).where(ManagedHost.name == host.name,
+                                                        ManagedHost.id != (host.id or 0)))
+    if clash is not None:
+        raise Conflict(f"A host named {host.name!r} already exists.", {"name": ["already used"]}, code="duplicate")
+    session.add(host)
+    session.flush()
+    return host
+
+
+def save_link(session: so.Session, data: Mapping[str, Any], link: Link | None = None) -> Link:
+    link = link or Link()
+    for end in ("site_a_id", "site_b_id"):
+        if end in data and data[end] != getattr(link, end):
+            _active_site(session, data[end], end)
+    _apply(link, data, LINK_FIELDS)
+    missing = [k for k in ("site_a_id", "site_b_id", "bandwidth_kbps") if not getattr(link, k)]
+    if missing:
+        raise Invalid("A link needs both ends and its contracted bandwidth.", {k: ["required"] for k in missing})
+    if link.site_a_id == link.site_b_id:
+        raise Invalid("A link joins two different sites; both ends are the same site.",
+                      {"site_b_id": ["same site as site A"]}, code="same_site")
+    if link.bandwidth_kbps <= 0:
+        raise Invalid("The contracted bandwidth must be positive.", {"bandwidth_kbps": ["must be positive"]})
+    if not link.code:
+        a, b = session.get(Site, link.site_a_id), session.get(Site, link.site_b_id)
+        link.code = f"{a.code}-{b.code}" if a and b else ""
+    clash = session.scalar(sa.select(Link).where(Link.code == link.code, Link.id != (link.id or 0)))
+    if clash is not None:
+        raise Conflict(f"Link code {link.code!r} is already used.", {"code": ["already used"]}, code="duplicate")
+    session.add(link)
+    session.flush()
+    return link
+
+
+def retire(session: so.Session, obj: Endpoint | Bridge | ManagedHost | Link) -> None:
+    obj.status = Status.RETIRED
+    session.flush()
+
+
+def uplink(session: so.Session, site: Site) -> Link | None:
+    """The active link between a site and its parent (the path a meeting's media takes upwards)."""
+    if site.parent_id is None:
+        return None
+    return session.scalar(sa.select(Link).where(
+        Link.status == Status.ACTIVE,
+        sa.or_(sa.and_(Link.site_a_id == site.id, Link.site_b_id == site.parent_id),
+               sa.and_(Link.site_b_id == site.id, Link.site_a_id == site.parent_id))).order_by(Link.id).limit(1))
+
+
+# ---------------------------------------------------------------- maintenance windows
+
+MAINTENANCE_TARGETS = {"site": Site, "endpoint": Endpoint, "bridge": Bridge, "link": Link}
+
+
+def create_maintenance(session: so.Session, target_kind: str, target_id: int, starts_at: dt.datetime,
+                       ends_at: dt.datetime, reason: str, created_by_id: int | None) -> MaintenanceWindow:
+    model = MAINTENANCE_TARGETS.get(target_kind)
+    if model is None:
+        raise Invalid(f"Maintenance applies to a site, endpoint, bridge or link, not {target_kind!r}.",
+                      {"target_kind": ["unknown kind"]})
+    target = get(session, model, target_id, target_kind)
+    if ends_at <= starts_at:
+        raise Invalid("The maintenance window must end after it starts.", {"ends_at": ["must be after the start"]})
+    if not reason.strip():
+        raise Invalid("Give the reason for the maintenance.", {"reason": ["required"]})
+    window = MaintenanceWindow(starts_at=starts_at, ends_at=ends_at, reason=reason.strip(),
+                               created_by_id=created_by_id, **{target_kind: target})
+    session.add(window)
+    session.flush()
+    return window
+
+
+def delete_maintenance(session: so.Session, window: MaintenanceWindow) -> None:
+    session.delete(window)
+    session.flush()

@@ -1,0 +1,100 @@
+"""The task queue (huey): SQLite under instance/ by default, Redis when VCOPS_REDIS_URL is set.
+
+Tasks run inside an app context of the worker's app, as the "worker" actor. Periodic tasks: the
+worker's check-in (read by /healthz) and the outbox sweep.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+from huey import Huey, crontab
+from huey.consumer import Consumer
+from huey.storage import MemoryStorage, RedisStorage, SqliteStorage
+
+from app.auth.audit import Actor, reset_actor, set_actor
+from app.db import commit_scope, db, utcnow
+from app.queue import outbox
+from app.queue.models import WorkerCheckin
+
+# Storage is chosen by configure_queue(); until then nothing can be queued by accident.
+huey = Huey("vcops", storage_class=MemoryStorage, utc=True)
+_state: dict[str, Any] = {"app": None}
+
+
+def configure_queue(app: Flask) -> None:
+    """Point the queue at this app's storage and let the outbox hand work to it."""
+    if app.config["REDIS_URL"]:
+        huey.storage = RedisStorage(name="vcops", url=app.config["REDIS_URL"])
+    else:
+        path = Path(app.config["INSTANCE_PATH"]) / "queue.db"
+        huey.storage = SqliteStorage(name="vcops", filename=str(path))
+    _state["app"] = app
+    outbox.set_dispatcher(lambda message_id: deliver_outbox(message_id))
+
+
+def queue_backend() -> str:
+    return type(huey.storage).__name__
+
+
+def _app() -> Flask:
+    app = _state["app"]
+    if app is None:
+        raise RuntimeError("the task queue is not configured: call configure_queue(app)")
+    return app
+
+
+def _in_app(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    with _app().app_context():
+        token = set_actor(Actor(None, "worker"))
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            reset_actor(token)
+
+
+@huey.task(retries=5, retry_delay=30)
+def deliver_outbox(message_id: int) -> bool:
+    return _in_app(outbox.deliver, message_id)
+
+
+def _check_in() -> None:
+    name = f"{socket.gethostname()}:{os.getpid()}"
+    with commit_scope() as session:
+        row = session.scalar(sa.select(WorkerCheckin).where(WorkerCheckin.name == name))
+        if row is None:
+            session.add(WorkerCheckin(name=name))
+        else:
+            row.seen_at = utcnow()
+        # Forget workers not seen for a day: the table stays small across restarts.
+        session.execute(sa.delete(WorkerCheckin).where(WorkerCheckin.seen_at < utcnow() - dt.timedelta(days=1)))
+
+
+@huey.periodic_task(crontab(minute="*"))
+def worker_check_in() -> None:
+    _in_app(_check_in)
+
+
+@huey.periodic_task(crontab(minute="*"))
+def sweep_outbox() -> None:
+    def sweep() -> None:
+        for message_id in outbox.pending(older_than=dt.timedelta(minutes=2)):
+            deliver_outbox(message_id)
+
+    _in_app(sweep)
+
+
+def last_check_in() -> dt.datetime | None:
+    return db.session.scalar(sa.select(sa.func.max(WorkerCheckin.seen_at)))
+
+
+def make_consumer(workers: int) -> Consumer:
+    """A consumer with thread workers; check in at once so /healthz is green from the start."""
+    _in_app(_check_in)
+    return huey.create_consumer(workers=workers, worker_type="thread", periodic=True, check_worker_health=True)
