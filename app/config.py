@@ -35,6 +35,7 @@ SETTINGS: list[Setting] = [
     Setting("HOST", "127.0.0.1", "Address `vcops serve` listens on."),
     Setting("PORT", 5000, "Port `vcops serve` listens on.", int),
     Setting("WEB_WORKERS", 2, "gunicorn worker processes started by `vcops serve`.", int),
+    Setting("QUEUE_NAME", "vcops", "Name of the task queue; deployments sharing one Redis need different names."),
     Setting("QUEUE_WORKERS", 2, "Task-queue worker threads started by `vcops worker`.", int),
     Setting("EMBEDDED_WORKER", True, "`vcops serve` also starts a task-queue worker process.", bool),
     Setting("WORKER_STALE_SECONDS", 180,

@@ -31,10 +31,10 @@ _state: dict[str, Any] = {"app": None}
 def configure_queue(app: Flask) -> None:
     """Point the queue at this app's storage and let the outbox hand work to it."""
     if app.config["REDIS_URL"]:
-        huey.storage = RedisStorage(name="vcops", url=app.config["REDIS_URL"])
+        huey.storage = RedisStorage(name=app.config["QUEUE_NAME"], url=app.config["REDIS_URL"])
     else:
         path = Path(app.config["INSTANCE_PATH"]) / "queue.db"
-        huey.storage = SqliteStorage(name="vcops", filename=str(path))
+        huey.storage = SqliteStorage(name=app.config["QUEUE_NAME"], filename=str(path))
     _state["app"] = app
     outbox.set_dispatcher(lambda message_id: deliver_outbox(message_id))
 
