@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from flask import Flask, Response, abort, current_app, g, jsonify, render_template, request, session
-from flask_babel import format_datetime
+from flask_babel import format_datetime, get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
@@ -51,13 +51,15 @@ def init_app(app: Flask) -> None:
 
     _register_blueprints(app)
     app.before_request(_before_request)
+    # after_request functions run in reverse order: commit first, then headers on whatever it returned.
+    app.after_request(_security_headers)
     app.after_request(_commit_point)
     app.teardown_request(_reset_request_state)
     app.register_error_handler(DomainError, _domain_error)
     app.register_error_handler(HTTPException, _http_error)
     app.jinja_env.filters["localtime"] = localtime
     app.jinja_env.globals.update(role_can=lambda perm: role_can(getattr(current_user, "role", None), perm),
-                                 LANGUAGES=LANGUAGES)
+                                 LANGUAGES=LANGUAGES, current_language=lambda: str(get_locale() or "vi"))
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -144,6 +146,16 @@ def _commit_point(response: Response) -> Response:
     except sa.exc.IntegrityError as exc:
         log.warning("commit refused by the database: %s", exc.orig)
         return _error_response(409, "conflict", _("The change conflicts with data saved meanwhile; try again."))
+    return response
+
+
+def _security_headers(response: Response) -> Response:
+    # Pages are only ever framed by nobody, scripts come only from us, and types are never guessed.
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("Content-Security-Policy",
+                                "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'")
     return response
 
 
