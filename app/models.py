@@ -3,5 +3,6 @@
 
 def load_all() -> None:
     import app.auth.models
+    import app.meetings.models
     import app.queue.models
     import app.sites.models  # noqa: F401

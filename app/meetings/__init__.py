@@ -1,0 +1,1 @@
+"""Meetings: booking with clash and capacity checks, recurrence, agenda and documents, attendance."""

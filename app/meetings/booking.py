@@ -1,0 +1,367 @@
+"""Booking: the clash and capacity rules, checked and applied in one transaction.
+
+Everything an occurrence holds is reserved from its setup start (the technicians' test call) to its
+end. The rules, each refused with the clashing meeting and resource named:
+- a room is in at most one holding occurrence at any instant;
+- a bridge's ports in use (one per room) never exceed its capacity at any instant (largest overlap);
+- every link on the path from a site up to the host site has the meeting's bandwidth free at every
+  instant (per-site bitrate plus 20% overhead, summed over the sites whose path crosses the link);
+- nothing retired, nothing under maintenance, nothing in the past.
+Concurrent bookings are serialised per resource (PostgreSQL advisory locks taken before the check;
+SQLite's writers already queue on BEGIN IMMEDIATE), so the check and the insert cannot interleave.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from app.meetings.models import HOLDING, LinkReservation, Meeting, Occurrence, Participation
+from app.sites.models import Bridge, Endpoint, Link, MaintenanceWindow, Site, Status
+
+OVERHEAD = 1.2  # protocol overhead on top of the video bitrate
+
+
+@dataclass(frozen=True)
+class Clash:
+    kind: str  # room / bridge / link / maintenance / retired / path / time
+    resource: str  # the room, bridge or link in the user's words
+    message: str
+    meeting_id: int | None = None
+    meeting_title: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "resource": self.resource, "message": self.message,
+                "meeting_id": self.meeting_id, "meeting_title": self.meeting_title}
+
+
+@dataclass
+class Window:
+    setup_starts_at: dt.datetime
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+
+
+@dataclass
+class Plan:
+    """What one occurrence would hold: its rooms, its bridge and the load on each link."""
+
+    rooms: dict[int, int] = field(default_factory=dict)  # site id -> endpoint id
+    bridge_id: int | None = None
+    link_kbps: dict[int, int] = field(default_factory=dict)  # link id -> kbps
+    clashes: list[Clash] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- the tree and the links
+
+def _chain(site: Site) -> list[int]:
+    """Ids from the root down to the site."""
+    return [int(p) for p in site.path.strip("/").split("/") if p]
+
+
+def _hops(chain: list[int], common: int) -> list[tuple[int, int]]:
+    """(child, parent) pairs from the end of the chain up to its element at index common - 1."""
+    return [(chain[i], chain[i - 1]) for i in range(len(chain) - 1, common - 1, -1)]
+
+
+def link_paths(session: so.Session, host: Site, sites: Sequence[Site]) -> tuple[dict[int, list[int]], list[Clash]]:
+    """For each site, the ids of the links from it up to the host site (through their common ancestor)."""
+    host_chain = _chain(host)
+    pairs: set[tuple[int, int]] = set()  # (child, parent) hops that must have an active link
+    hops_of: dict[int, list[tuple[int, int]]] = {}
+    for site in sites:
+        chain = _chain(site)
+        common = 0
+        while common < min(len(chain), len(host_chain)) and chain[common] == host_chain[common]:
+            common += 1
+        if common:  # up from the site to the common ancestor, then down to the host site
+            hops_of[site.id] = _hops(chain, common) + _hops(host_chain, common)
+            pairs.update(hops_of[site.id])
+
+    link_of: dict[tuple[int, int], int] = {}
+    if pairs:
+        ids = {i for pair in pairs for i in pair}
+        rows = session.execute(sa.select(Link.id, Link.site_a_id, Link.site_b_id).where(
+            Link.status == Status.ACTIVE, Link.site_a_id.in_(ids), Link.site_b_id.in_(ids)).order_by(Link.id))
+        for link_id, a, b in rows:
+            link_of.setdefault((a, b), link_id)
+            link_of.setdefault((b, a), link_id)
+
+    clashes: list[Clash] = []
+    paths: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    for site in sites:
+        if site.id not in hops_of:
+            clashes.append(Clash("path", site.name, f"{site.name} is not in the same tree as the host site "
+                                                    f"{host.name}: there is no path for its media."))
+            continue
+        path = []
+        for child, parent in hops_of[site.id]:
+            link_id = link_of.get((child, parent))
+            if link_id is None:
+                if not names:
+                    names.update(session.execute(sa.select(Site.id, Site.name).where(
+                        Site.id.in_({i for p in pairs for i in p}))).tuples())
+                clashes.append(Clash("path", site.name,
+                                     f"No active link between {names.get(child)} and {names.get(parent)}: "
+                                     f"{site.name} cannot reach the host site."))
+                break
+            path.append(link_id)
+        paths[site.id] = path
+    return paths, clashes
+
+
+def required_kbps(paths: dict[int, list[int]], bitrate_kbps: int) -> dict[int, int]:
+    per_site = int(round(bitrate_kbps * OVERHEAD))
+    load: dict[int, int] = defaultdict(int)
+    for path in paths.values():
+        for link_id in path:
+            load[link_id] += per_site
+    return dict(load)
+
+
+# ---------------------------------------------------------------- peak load over time
+
+def peak(intervals: Iterable[tuple[dt.datetime, dt.datetime, int]], start: dt.datetime, end: dt.datetime) -> int:
+    """The largest sum of weights of intervals [s, e) overlapping at any instant within [start, end)."""
+    events: list[tuple[dt.datetime, int]] = []
+    for s, e, w in intervals:
+        s, e = max(s, start), min(e, end)
+        if s < e:
+            events.append((s, w))
+            events.append((e, -w))
+    # At the same instant, ends come before starts: a meeting ending at 10:00 frees its port for one at 10:00.
+    events.sort(key=lambda ev: (ev[0], ev[1]))
+    best = current = 0
+    for _, w in events:
+        current += w
+        best = max(best, current)
+    return best
+
+
+# ---------------------------------------------------------------- locking
+
+def lock_resources(session: so.Session, keys: Iterable[str]) -> None:
+    """Serialise bookings that touch the same resources (PostgreSQL); SQLite already serialises writers."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    numbers = sorted({int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True)
+                      for k in keys})
+    if numbers:
+        # One statement, keys in order: two bookings never wait on each other in opposite orders.
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k "
+                                "ORDER BY k"), {"keys": numbers})
+
+
+# ---------------------------------------------------------------- the check
+
+def _overlapping(model_start: sa.ColumnElement, model_end: sa.ColumnElement, w: Window) -> sa.ColumnElement[bool]:
+    return sa.and_(model_start < w.ends_at, model_end > w.setup_starts_at)
+
+
+def _maintenance(session: so.Session, w: Window, site_ids: Iterable[int], endpoint_ids: Iterable[int],
+                 bridge_ids: Iterable[int], link_ids: Iterable[int]) -> list[MaintenanceWindow]:
+    conds = []
+    for column, ids in ((MaintenanceWindow.site_id, site_ids), (MaintenanceWindow.endpoint_id, endpoint_ids),
+                        (MaintenanceWindow.bridge_id, bridge_ids), (MaintenanceWindow.link_id, link_ids)):
+        ids = list(set(ids))
+        if ids:
+            conds.append(column.in_(ids))
+    if not conds:
+        return []
+    return list(session.scalars(sa.select(MaintenanceWindow).where(
+        sa.or_(*conds), _overlapping(MaintenanceWindow.starts_at, MaintenanceWindow.ends_at, w))))
+
+
+def _holding(exclude: Sequence[int]) -> sa.ColumnElement[bool]:
+    cond = Occurrence.status.in_(HOLDING)
+    if exclude:
+        cond = sa.and_(cond, Occurrence.id.not_in(list(exclude)))
+    return cond
+
+
+def _local(value: dt.datetime) -> str:
+    from zoneinfo import ZoneInfo
+
+    return value.astimezone(ZoneInfo("Asia/Ho_Chi_Minh")).strftime("%d/%m/%Y %H:%M")
+
+
+def plan_occurrence(session: so.Session, *, host: Site, sites: Sequence[Site], w: Window, bitrate_kbps: int,
+                    rooms: dict[int, int] | None = None, bridge_id: int | None = None,
+                    exclude: Sequence[int] = (), paths: dict[int, list[int]] | None = None,
+                    now: dt.datetime | None = None) -> Plan:
+    """Check one occurrence and choose its rooms and bridge; the plan's clashes say what stands in the way."""
+    plan = Plan()
+    rooms = dict(rooms or {})
+    now = now or dt.datetime.now(dt.UTC)
+    if w.ends_at <= w.starts_at:
+        plan.clashes.append(Clash("time", "", "The meeting must end after it starts."))
+        return plan
+    if w.starts_at < now:
+        plan.clashes.append(Clash("time", "", f"The meeting would start in the past ({_local(w.starts_at)})."))
+        return plan
+    site_ids = [s.id for s in sites]
+    if paths is None:
+        paths, path_clashes = link_paths(session, host, [s for s in sites if s.id != host.id])
+        plan.clashes.extend(path_clashes)
+    paths = {**paths, host.id: []}
+
+    for site in sites:
+        if site.status is Status.RETIRED:
+            plan.clashes.append(Clash("retired", site.name, f"The site {site.name} is retired."))
+
+    # Rooms: the ones asked for, or a free active room of each site.
+    candidates = list(session.scalars(sa.select(Endpoint).where(Endpoint.site_id.in_(site_ids))
+                                      .order_by(Endpoint.site_id, Endpoint.room_name, Endpoint.id)))
+    by_site: dict[int, list[Endpoint]] = defaultdict(list)
+    for endpoint in candidates:
+        by_site[endpoint.site_id].append(endpoint)
+    busy: dict[int, tuple[int, str]] = {
+        endpoint_id: (meeting_id, title) for endpoint_id, meeting_id, title in session.execute(
+            sa.select(Participation.endpoint_id, Meeting.id, Meeting.title)
+            .join(Occurrence, Participation.occurrence_id == Occurrence.id)
+            .join(Meeting, Occurrence.meeting_id == Meeting.id)
+            .where(Participation.endpoint_id.in_([e.id for e in candidates]), _holding(exclude),
+                   _overlapping(Occurrence.setup_starts_at, Occurrence.ends_at, w)))}
+    room_maintenance = {m.endpoint_id: m for m in _maintenance(session, w, [], [e.id for e in candidates], [], [])}
+    names = {s.id: s.name for s in sites}
+    for site in sites:
+        asked = rooms.get(site.id)
+        options = [e for e in by_site[site.id] if asked is None or e.id == asked]
+        if asked is not None and not options:
+            plan.clashes.append(Clash("room", names[site.id], f"Room {asked} is not a room of {site.name}."))
+            continue
+        chosen = None
+        reasons: list[Clash] = []
+        for endpoint in options:
+            label = f"{endpoint.room_name} ({site.name})"
+            if endpoint.status is not Status.ACTIVE:
+                reasons.append(Clash("retired", label, f"The room {label} is {endpoint.status.value}."))
+            elif endpoint.id in room_maintenance:
+                mw = room_maintenance[endpoint.id]
+                reasons.append(Clash("maintenance", label, f"The room {label} is under maintenance from "
+                                     f"{_local(mw.starts_at)} to {_local(mw.ends_at)}: {mw.reason}."))
+            elif endpoint.id in busy:
+                meeting_id, title = busy[endpoint.id]
+                reasons.append(Clash("room", label, f"The room {label} is already taken by the meeting "
+                                     f"\u201c{title}\u201d at that time.", meeting_id, title))
+            else:
+                chosen = endpoint
+                break
+        if chosen is None:
+            plan.clashes.extend(reasons or [Clash("room", site.name, f"{site.name} has no room for meetings.")])
+        else:
+            plan.rooms[site.id] = chosen.id
+
+    # Maintenance on the sites, the links of their paths.
+    plan.link_kbps = required_kbps({k: v for k, v in paths.items() if k in site_ids}, bitrate_kbps)
+    for mw in _maintenance(session, w, site_ids, [], [], plan.link_kbps):
+        target = mw.site.name if mw.site else f"link {mw.link.code}"
+        plan.clashes.append(Clash("maintenance", target, f"{target} is under maintenance from "
+                                  f"{_local(mw.starts_at)} to {_local(mw.ends_at)}: {mw.reason}."))
+
+    # Links: the largest load at any instant plus ours within the contracted bandwidth.
+    if plan.link_kbps:
+        links = {link.id: link for link in session.scalars(sa.select(Link).where(Link.id.in_(plan.link_kbps)))}
+        usage: dict[int, list[tuple[dt.datetime, dt.datetime, int]]] = defaultdict(list)
+        holders: dict[int, dict[int, str]] = defaultdict(dict)
+        for link_id, s, e, kbps, meeting_id, title in session.execute(
+                sa.select(LinkReservation.link_id, LinkReservation.starts_at, LinkReservation.ends_at,
+                          LinkReservation.kbps, Meeting.id, Meeting.title)
+                .join(Occurrence, LinkReservation.occurrence_id == Occurrence.id)
+                .join(Meeting, Occurrence.meeting_id == Meeting.id)
+                .where(LinkReservation.link_id.in_(plan.link_kbps), _holding(exclude),
+                       _overlapping(LinkReservation.starts_at, LinkReservation.ends_at, w))):
+            usage[link_id].append((s, e, kbps))
+            holders[link_id][meeting_id] = title
+        for link_id, need in sorted(plan.link_kbps.items()):
+            link = links[link_id]
+            used = peak(usage[link_id], w.setup_starts_at, w.ends_at)
+            if used + need > link.bandwidth_kbps:
+                meeting_id, title = next(iter(holders[link_id].items()), (None, ""))
+                others = ", ".join(f"\u201c{t}\u201d" for t in list(holders[link_id].values())[:3])
+                plan.clashes.append(Clash(
+                    "link", f"link {link.code}",
+                    f"The link {link.code} ({link.bandwidth_kbps} kbit/s) would carry {used + need} kbit/s: "
+                    f"{need} kbit/s for this meeting on top of {used} kbit/s already booked"
+                    + (f" by {others}" if others else "") + ".", meeting_id, title))
+
+    # The bridge: the one asked for, or the first active one with the ports free.
+    ports = len(sites)
+    bridges = list(session.scalars(
+        sa.select(Bridge).where(Bridge.id == bridge_id) if bridge_id is not None else
+        sa.select(Bridge).where(Bridge.status == Status.ACTIVE).order_by(Bridge.total_ports.desc(), Bridge.id)))
+    if bridge_id is not None and not bridges:
+        plan.clashes.append(Clash("bridge", str(bridge_id), f"No bridge with id {bridge_id}."))
+    bridge_maintenance = {m.bridge_id: m for m in _maintenance(session, w, [], [], [b.id for b in bridges], [])}
+    bridge_reasons: list[Clash] = []
+    if bridges:
+        usage_rows = session.execute(
+            sa.select(Occurrence.bridge_id, Occurrence.setup_starts_at, Occurrence.ends_at,
+                      sa.func.count(Participation.id), Meeting.id, Meeting.title)
+            .join(Participation, Participation.occurrence_id == Occurrence.id)
+            .join(Meeting, Occurrence.meeting_id == Meeting.id)
+            .where(Occurrence.bridge_id.in_([b.id for b in bridges]), _holding(exclude),
+                   _overlapping(Occurrence.setup_starts_at, Occurrence.ends_at, w))
+            .group_by(Occurrence.id, Occurrence.bridge_id, Occurrence.setup_starts_at, Occurrence.ends_at,
+                      Meeting.id, Meeting.title)).all()
+        for bridge in bridges:
+            if bridge.status is not Status.ACTIVE:
+                bridge_reasons.append(Clash("retired", bridge.name, f"The bridge {bridge.name} is "
+                                            f"{bridge.status.value}."))
+                continue
+            if bridge.id in bridge_maintenance:
+                mw = bridge_maintenance[bridge.id]
+                bridge_reasons.append(Clash("maintenance", bridge.name, f"The bridge {bridge.name} is under "
+                                            f"maintenance from {_local(mw.starts_at)} to {_local(mw.ends_at)}: "
+                                            f"{mw.reason}."))
+                continue
+            rows = [r for r in usage_rows if r[0] == bridge.id]
+            used = peak(((s, e, n) for _, s, e, n, _, _ in rows), w.setup_starts_at, w.ends_at)
+            if used + ports > bridge.total_ports:
+                titles = ", ".join(f"\u201c{r[5]}\u201d" for r in rows[:3])
+                bridge_reasons.append(Clash(
+                    "bridge", bridge.name,
+                    f"The bridge {bridge.name} has {bridge.total_ports} ports; {used} are already taken at that "
+                    f"time (by {titles}) and this meeting needs {ports}.",
+                    rows[0][4] if rows else None, rows[0][5] if rows else ""))
+                continue
+            plan.bridge_id = bridge.id
+            break
+        if plan.bridge_id is None:
+            if bridge_id is not None or len(bridge_reasons) == 1:
+                plan.clashes.extend(bridge_reasons)
+            else:
+                plan.clashes.append(Clash("bridge", "", "No bridge has enough free ports at that time: "
+                                          + " ".join(c.message for c in bridge_reasons)))
+    elif bridge_id is None:
+        plan.clashes.append(Clash("bridge", "", "There is no active bridge."))
+    return plan
+
+
+def reserve(session: so.Session, occurrence: Occurrence, plan: Plan) -> None:
+    """Write what the plan holds onto the occurrence (its rooms, bridge and link loads)."""
+    occurrence.bridge_id = plan.bridge_id
+    existing = {p.site_id: p for p in occurrence.participations}
+    occurrence.participations = [
+        _participation(existing.get(site_id), site_id, endpoint_id) for site_id, endpoint_id in plan.rooms.items()]
+    occurrence.link_reservations = [
+        LinkReservation(link_id=link_id, kbps=kbps, starts_at=occurrence.setup_starts_at, ends_at=occurrence.ends_at)
+        for link_id, kbps in plan.link_kbps.items()]
+
+
+def _participation(existing: Participation | None, site_id: int, endpoint_id: int) -> Participation:
+    if existing is not None:
+        existing.endpoint_id = endpoint_id  # keeps the site's attendance confirmation
+        return existing
+    return Participation(site_id=site_id, endpoint_id=endpoint_id)
+
+
+def release(occurrence: Occurrence) -> None:
+    occurrence.link_reservations = []

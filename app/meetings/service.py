@@ -1,0 +1,496 @@
+"""The secretariat's operations on meetings: book, schedule a draft, move, cancel, and the lifecycle.
+
+Plain functions on a session; the caller's commit point commits. Every change raises the iCalendar
+SEQUENCE of what it touched and asks for invitations through the outbox, so mail goes out only after
+the change is committed, and a mail failure never undoes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import secrets
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from dateutil import rrule as du
+
+from app.errors import Conflict, Invalid, NotFound
+from app.meetings import booking
+from app.meetings.booking import Clash, Plan, Window
+from app.meetings.models import Classification, Meeting, Occurrence, OccurrenceStatus
+from app.sites.models import Bridge, Level, Site, Status
+
+LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
+MAX_OCCURRENCES = 365
+
+
+class Frequency(enum.StrEnum):
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+
+
+@dataclass
+class Recurrence:
+    frequency: Frequency
+    interval: int = 1
+    until: dt.date | None = None  # last day (local) on which an occurrence may start
+    count: int | None = None
+
+
+@dataclass
+class BookingRequest:
+    title: str
+    host_site_id: int
+    starts_at: dt.datetime  # aware; forms and the API convert local input
+    ends_at: dt.datetime
+    site_ids: list[int] = field(default_factory=list)  # picked one by one
+    subtree_ids: list[int] = field(default_factory=list)  # a site with everything under it
+    level_codes: list[str] = field(default_factory=list)  # every active site of a level
+    rooms: dict[int, int] = field(default_factory=dict)  # site id -> endpoint id, where the user chose
+    bridge_id: int | None = None
+    chair: str = ""
+    setup_minutes: int = 60
+    bitrate_kbps: int = 2000
+    notes: str = ""
+    classification: Classification = Classification.NORMAL
+    recurrence: Recurrence | None = None
+    skip_clashing: bool = False  # book the free occurrences of a series, skip the clashing ones
+    draft: bool = False
+
+
+class BookingRefused(Conflict):
+    """409 with every clash of every occurrence, so the secretariat sees them all at once."""
+
+    code = "clash"
+
+    def __init__(self, clashes: list[tuple[dt.datetime, list[Clash]]]) -> None:
+        self.clashes = clashes
+        first = clashes[0][1][0]
+        more = sum(len(c) for _, c in clashes) - 1
+        when = booking._local(clashes[0][0])
+        message = f"Cannot book ({when}): {first.message}" + (f" (and {more} more clashes)" if more else "")
+        super().__init__(message, {"clashes": [
+            {"starts_at": start.isoformat(), "clashes": [c.to_dict() for c in found]} for start, found in clashes]})
+
+
+# ---------------------------------------------------------------- choosing the sites
+
+def resolve_sites(session: so.Session, host: Site, site_ids: Iterable[int] = (), subtree_ids: Iterable[int] = (),
+                  level_codes: Iterable[str] = ()) -> list[Site]:
+    """The participating sites, the host site first, each once, in tree order; retired sites under a picked
+    subtree or level are left out (a retired site picked one by one is refused by the check)."""
+    wanted: dict[int, Site] = {host.id: host}
+    ids = list(dict.fromkeys(site_ids))
+    if ids:
+        found = {s.id: s for s in session.scalars(sa.select(Site).where(Site.id.in_(ids)))}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise NotFound(f"No site with id {', '.join(map(str, missing))}.", {"site_ids": ["no such site"]})
+        wanted.update(found)
+    for root_id in dict.fromkeys(subtree_ids):
+        root = session.get(Site, root_id)
+        if root is None:
+            raise NotFound(f"No site with id {root_id}.", {"subtree_ids": ["no such site"]})
+        wanted.update({s.id: s for s in session.scalars(sa.select(Site).where(
+            Site.path.startswith(root.path), Site.status != Status.RETIRED))})
+    for code in dict.fromkeys(level_codes):
+        level = session.scalar(sa.select(Level).where(Level.code == code))
+        if level is None:
+            raise Invalid(f"Unknown level {code!r}.", {"level_codes": ["unknown level"]})
+        wanted.update({s.id: s for s in session.scalars(sa.select(Site).where(
+            Site.level_id == level.id, Site.status != Status.RETIRED, Site.path.startswith(
+                "/" + host.path.strip("/").split("/")[0] + "/")))})
+    others = sorted((s for s in wanted.values() if s.id != host.id), key=lambda s: s.path)
+    return [host, *others]
+
+
+# ---------------------------------------------------------------- recurrence
+
+def occurrence_starts(starts_at: dt.datetime, recurrence: Recurrence | None) -> list[dt.datetime]:
+    """The starts of a series, computed in local wall time (as the secretariat means them), in UTC."""
+    if recurrence is None:
+        return [starts_at]
+    if recurrence.interval < 1:
+        raise Invalid("The recurrence interval must be at least 1.", {"interval": ["at least 1"]})
+    if (recurrence.until is None) == (recurrence.count is None):
+        raise Invalid("A series ends either on a date or after a number of occurrences.",
+                      {"recurrence": ["give until or count"]})
+    if recurrence.count is not None and not 1 <= recurrence.count <= MAX_OCCURRENCES:
+        raise Invalid(f"A series has at most {MAX_OCCURRENCES} occurrences.", {"count": ["at most 365"]})
+    local_start = starts_at.astimezone(LOCAL).replace(tzinfo=None)
+    freq = {Frequency.DAILY: du.DAILY, Frequency.WEEKLY: du.WEEKLY, Frequency.MONTHLY: du.MONTHLY}
+    until = dt.datetime.combine(recurrence.until, dt.time(23, 59, 59)) if recurrence.until else None
+    rule = du.rrule(freq[recurrence.frequency], dtstart=local_start, interval=recurrence.interval,
+                    until=until, count=recurrence.count)
+    starts = []
+    for i, start in enumerate(rule):
+        if i >= MAX_OCCURRENCES:
+            raise Invalid(f"The series would have more than {MAX_OCCURRENCES} occurrences; end it sooner.",
+                          {"until": ["too many occurrences"]})
+        starts.append(start.replace(tzinfo=LOCAL).astimezone(dt.UTC))
+    if not starts:
+        raise Invalid("The series has no occurrence before its end date.", {"until": ["before the start"]})
+    return starts
+
+
+def rrule_text(recurrence: Recurrence | None, starts_at: dt.datetime) -> str:
+    """The RFC 5545 RRULE of a series (UNTIL in UTC, as RFC 5545 requires with a zoned DTSTART)."""
+    if recurrence is None:
+        return ""
+    parts = [f"FREQ={recurrence.frequency.value.upper()}"]
+    if recurrence.interval != 1:
+        parts.append(f"INTERVAL={recurrence.interval}")
+    if recurrence.count is not None:
+        parts.append(f"COUNT={recurrence.count}")
+    else:
+        local_time = starts_at.astimezone(LOCAL).time()
+        last = dt.datetime.combine(recurrence.until, local_time, tzinfo=LOCAL).astimezone(dt.UTC)
+        parts.append(f"UNTIL={last.strftime('%Y%m%dT%H%M%SZ')}")
+    return ";".join(parts)
+
+
+# ---------------------------------------------------------------- booking
+
+def _window(start: dt.datetime, duration: dt.timedelta, setup_minutes: int) -> Window:
+    return Window(start - dt.timedelta(minutes=setup_minutes), start, start + duration)
+
+
+def _validate(req: BookingRequest) -> None:
+    errors: dict[str, list[str]] = {}
+    if not req.title.strip():
+        errors["title"] = ["required"]
+    for name in ("starts_at", "ends_at"):
+        value = getattr(req, name)
+        if value.tzinfo is None:
+            raise Invalid("Times must carry a time zone.", {name: ["no time zone"]})
+    if req.ends_at <= req.starts_at:
+        errors["ends_at"] = ["must be after the start"]
+    if not 0 <= req.setup_minutes <= 480:
+        errors["setup_minutes"] = ["between 0 and 480 minutes"]
+    if req.bitrate_kbps <= 0:
+        errors["bitrate_kbps"] = ["must be positive"]
+    if errors:
+        first = next(iter(errors))
+        messages = {"title": "The meeting needs a title.", "ends_at": "The meeting must end after it starts.",
+                    "setup_minutes": "The setup buffer is between 0 and 480 minutes.",
+                    "bitrate_kbps": "The bitrate must be positive."}
+        raise Invalid(messages[first], errors)
+
+
+def _lock_keys(sites: Sequence[Site], paths: dict[int, list[int]], bridge_ids: Iterable[int]) -> list[str]:
+    keys = [f"site:{s.id}" for s in sites]
+    keys += [f"link:{link_id}" for path in paths.values() for link_id in path]
+    keys += [f"bridge:{b}" for b in bridge_ids]
+    return keys
+
+
+def _lock(session: so.Session, sites: Sequence[Site], paths: dict[int, list[int]], bridge_id: int | None) -> None:
+    bridge_ids = [bridge_id] if bridge_id is not None else list(session.scalars(
+        sa.select(Bridge.id).where(Bridge.status == Status.ACTIVE)))
+    booking.lock_resources(session, _lock_keys(sites, paths, bridge_ids))
+
+
+def _book_meeting(session: so.Session, req: BookingRequest, created_by_id: int | None = None,
+                 now: dt.datetime | None = None) -> Meeting:
+    """Check every occurrence and book them all, or refuse with every clash (409)."""
+    _validate(req)
+    host = session.get(Site, req.host_site_id)
+    if host is None:
+        raise NotFound(f"No site with id {req.host_site_id}.", {"host_site_id": ["no such site"]})
+    sites = resolve_sites(session, host, req.site_ids, req.subtree_ids, req.level_codes)
+    starts = occurrence_starts(req.starts_at, req.recurrence)
+    duration = req.ends_at - req.starts_at
+    paths, path_clashes = booking.link_paths(session, host, sites[1:])
+    if not req.draft:
+        _lock(session, sites, paths, req.bridge_id)
+
+    meeting = Meeting(uid=f"{uuid.uuid4()}@vcops", title=req.title.strip(), chair=req.chair.strip(), host_site=host,
+                      classification=req.classification, notes=req.notes, setup_minutes=req.setup_minutes,
+                      bitrate_kbps=req.bitrate_kbps, rrule=rrule_text(req.recurrence, req.starts_at),
+                      conference_number=_conference_number(session), pin=f"{secrets.randbelow(10**6):06d}",
+                      created_by_id=created_by_id)
+    session.add(meeting)
+    refused: list[tuple[dt.datetime, list[Clash]]] = []
+    for start in starts:
+        w = _window(start, duration, req.setup_minutes)
+        occurrence = Occurrence(recurrence_id=start if req.recurrence else None, starts_at=w.starts_at,
+                                ends_at=w.ends_at, setup_starts_at=w.setup_starts_at, status=OccurrenceStatus.SCHEDULED,
+                                sequence=0)
+        if req.draft:
+            occurrence.status = OccurrenceStatus.DRAFT
+            booking.reserve(session, occurrence, Plan(rooms={s.id: req.rooms.get(s.id) for s in sites},
+                                                      bridge_id=req.bridge_id))
+        else:
+            plan = booking.plan_occurrence(session, host=host, sites=sites, w=w, bitrate_kbps=req.bitrate_kbps,
+                                           rooms=req.rooms, bridge_id=req.bridge_id, paths=paths, now=now)
+            clashes = path_clashes + plan.clashes
+            if clashes:
+                refused.append((start, clashes))
+                occurrence.status = OccurrenceStatus.CANCELLED  # kept so the series' invite can exclude it
+            else:
+                booking.reserve(session, occurrence, plan)
+        meeting.occurrences.append(occurrence)
+        session.flush()  # the next occurrence of the series sees this one's reservations
+    if refused and (not req.skip_clashing or len(refused) == len(starts)):
+        raise BookingRefused(refused)
+    session.flush()
+    if not req.draft:
+        _notify(session, meeting, "request")
+    return meeting
+
+
+def _conference_number(session: so.Session) -> str:
+    """A six-digit conference number not used by a meeting still to come."""
+    for _ in range(20):
+        number = f"{secrets.randbelow(900000) + 100000}"
+        if session.scalar(sa.select(Meeting.id).where(Meeting.conference_number == number)) is None:
+            return number
+    raise Conflict("Could not find a free conference number; try again.")
+
+
+def _schedule_draft(session: so.Session, meeting: Meeting, now: dt.datetime | None = None) -> Meeting:
+    """Run the checks on a draft's occurrences and make them hold their resources."""
+    drafts = [o for o in meeting.occurrences if o.status is OccurrenceStatus.DRAFT]
+    if not drafts:
+        raise Conflict("The meeting has no draft occurrence to schedule.", code="not_draft")
+    sites = [p.site for p in drafts[0].participations]
+    paths, path_clashes = booking.link_paths(session, meeting.host_site, [s for s in sites if s.id !=
+                                                                          meeting.host_site_id])
+    _lock(session, sites, paths, drafts[0].bridge_id)
+    refused = []
+    for occurrence in drafts:
+        rooms = {p.site_id: p.endpoint_id for p in occurrence.participations if p.endpoint_id}
+        plan = booking.plan_occurrence(session, host=meeting.host_site, sites=sites, w=_occ_window(occurrence),
+                                       bitrate_kbps=meeting.bitrate_kbps, rooms=rooms,
+                                       bridge_id=occurrence.bridge_id, paths=paths, now=now)
+        if path_clashes or plan.clashes:
+            refused.append((occurrence.starts_at, path_clashes + plan.clashes))
+            continue
+        booking.reserve(session, occurrence, plan)
+        occurrence.status = OccurrenceStatus.SCHEDULED
+        session.flush()
+    if refused:
+        raise BookingRefused(refused)
+    _notify(session, meeting, "request")
+    return meeting
+
+
+def _occ_window(occurrence: Occurrence) -> Window:
+    return Window(occurrence.setup_starts_at, occurrence.starts_at, occurrence.ends_at)
+
+
+def book_meeting(session: so.Session, req: BookingRequest, created_by_id: int | None = None,
+                 now: dt.datetime | None = None) -> Meeting:
+    """Check every occurrence and book them all, or refuse with every clash (409) and write nothing."""
+    with session.begin_nested():  # a refusal rolls back to here, whoever the caller is
+        return _book_meeting(session, req, created_by_id, now)
+
+
+def schedule_draft(session: so.Session, meeting: Meeting, now: dt.datetime | None = None) -> Meeting:
+    """Run the checks on a draft's occurrences and make them hold their resources, or change nothing."""
+    with session.begin_nested():
+        return _schedule_draft(session, meeting, now)
+
+
+def move_occurrence(session: so.Session, occurrence: Occurrence, starts_at: dt.datetime, ends_at: dt.datetime,
+                    following: bool = False, now: dt.datetime | None = None) -> Meeting:
+    """Move one occurrence, or this one and all later ones (a new series), re-checking every rule."""
+    with session.begin_nested():
+        return _move_occurrence(session, occurrence, starts_at, ends_at, following, now)
+
+
+# ---------------------------------------------------------------- changes
+
+def get_meeting(session: so.Session, meeting_id: int) -> Meeting:
+    meeting = session.get(Meeting, meeting_id)
+    if meeting is None:
+        raise NotFound(f"No meeting with id {meeting_id}.")
+    return meeting
+
+
+def get_occurrence(session: so.Session, occurrence_id: int) -> Occurrence:
+    occurrence = session.get(Occurrence, occurrence_id)
+    if occurrence is None:
+        raise NotFound(f"No occurrence with id {occurrence_id}.")
+    return occurrence
+
+
+def _changeable(occurrence: Occurrence, now: dt.datetime) -> None:
+    if occurrence.status in (OccurrenceStatus.CANCELLED, OccurrenceStatus.COMPLETED):
+        raise Conflict(f"This occurrence is {occurrence.status.value} and cannot be changed.", code="closed")
+    if occurrence.ends_at <= now:
+        raise Conflict("This occurrence is over and cannot be changed.", code="closed")
+
+
+def _move_occurrence(session: so.Session, occurrence: Occurrence, starts_at: dt.datetime, ends_at: dt.datetime,
+                    following: bool = False, now: dt.datetime | None = None) -> Meeting:
+    """Move one occurrence, or this one and all later ones (a new series), re-checking every rule."""
+    now = now or dt.datetime.now(dt.UTC)
+    _changeable(occurrence, now)
+    if ends_at <= starts_at:
+        raise Invalid("The meeting must end after it starts.", {"ends_at": ["must be after the start"]})
+    meeting = occurrence.meeting
+    shift, duration = starts_at - occurrence.starts_at, ends_at - starts_at
+    moving = [occurrence]
+    if following:
+        moving = [o for o in meeting.occurrences if o.starts_at >= occurrence.starts_at
+                  and o.status is not OccurrenceStatus.CANCELLED]
+    sites = [p.site for p in occurrence.participations]
+    paths, path_clashes = booking.link_paths(session, meeting.host_site, [s for s in sites
+                                                                          if s.id != meeting.host_site_id])
+    _lock(session, sites, paths, occurrence.bridge_id)
+    exclude = [o.id for o in moving]
+    refused = []
+    plans = []
+    for o in moving:
+        new_start = o.starts_at + shift
+        w = _window(new_start, duration, meeting.setup_minutes)
+        if o.status is OccurrenceStatus.DRAFT:
+            plans.append((o, w, None))
+            continue
+        rooms = {p.site_id: p.endpoint_id for p in o.participations if p.endpoint_id}
+        plan = booking.plan_occurrence(session, host=meeting.host_site, sites=sites, w=w,
+                                       bitrate_kbps=meeting.bitrate_kbps, rooms=rooms, bridge_id=o.bridge_id,
+                                       exclude=exclude, paths=paths, now=now)
+        if path_clashes or plan.clashes:
+            refused.append((new_start, path_clashes + plan.clashes))
+        plans.append((o, w, plan))
+    if refused:
+        raise BookingRefused(refused)
+    target = meeting
+    if following and len(moving) > 1 and moving[0] is not meeting.occurrences[0]:
+        target = split_series(session, meeting, occurrence)
+    for o, w, plan in plans:
+        o.starts_at, o.ends_at, o.setup_starts_at = w.starts_at, w.ends_at, w.setup_starts_at
+        o.sequence += 1
+        if following and target is not meeting:
+            o.recurrence_id = w.starts_at if o.recurrence_id else None
+        if plan is not None:
+            booking.reserve(session, o, plan)
+    if following and meeting.rrule and target is meeting:
+        # The whole series moved: its rule starts from the new first start.
+        for o in moving:
+            if o.recurrence_id is not None:
+                o.recurrence_id = o.starts_at
+        meeting.sequence += 1
+    session.flush()
+    _notify(session, target, "request", [o.id for o in moving] if not following else None)
+    if target is not meeting:
+        _notify(session, meeting, "request")
+    return target
+
+
+def split_series(session: so.Session, meeting: Meeting, occurrence: Occurrence) -> Meeting:
+    """End the series before this occurrence (UNTIL) and start a new series, with its own UID, from it."""
+    later = [o for o in meeting.occurrences if o.starts_at >= occurrence.starts_at]
+    until = (occurrence.recurrence_id or occurrence.starts_at) - dt.timedelta(seconds=1)
+    rule = _rule_parts(meeting.rrule)
+    count = rule.pop("COUNT", None)
+    rule.pop("UNTIL", None)
+    new_rule = dict(rule)
+    if count is not None:
+        new_rule["COUNT"] = str(len(later))
+    else:
+        new_rule["UNTIL"] = _rule_parts(meeting.rrule).get("UNTIL", "")
+    rule["UNTIL"] = until.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    new = Meeting(uid=f"{uuid.uuid4()}@vcops", title=meeting.title, chair=meeting.chair, host_site=meeting.host_site,
+                  classification=meeting.classification, notes=meeting.notes, setup_minutes=meeting.setup_minutes,
+                  bitrate_kbps=meeting.bitrate_kbps, rrule=_rule_text(new_rule),
+                  conference_number=meeting.conference_number, pin=meeting.pin, split_from_id=meeting.id,
+                  created_by_id=meeting.created_by_id)
+    session.add(new)
+    for o in later:
+        o.meeting = new
+    meeting.rrule = _rule_text(rule)
+    meeting.sequence += 1
+    session.flush()
+    return new
+
+
+def _rule_parts(text: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in text.split(";") if "=" in part)
+
+
+def _rule_text(parts: dict[str, str]) -> str:
+    order = ["FREQ", "INTERVAL", "COUNT", "UNTIL"]
+    return ";".join(f"{k}={parts[k]}" for k in sorted(parts, key=lambda k: order.index(k) if k in order else 9)
+                    if parts[k])
+
+
+def cancel_occurrence(session: so.Session, occurrence: Occurrence, following: bool = False,
+                      now: dt.datetime | None = None) -> Meeting:
+    """Cancel one occurrence, or this one and all later ones (the series then ends before it)."""
+    now = now or dt.datetime.now(dt.UTC)
+    _changeable(occurrence, now)
+    meeting = occurrence.meeting
+    cancelled = [occurrence]
+    if following:
+        cancelled = [o for o in meeting.occurrences if o.starts_at >= occurrence.starts_at
+                     and o.status not in (OccurrenceStatus.CANCELLED, OccurrenceStatus.COMPLETED)]
+    for o in cancelled:
+        o.status = OccurrenceStatus.CANCELLED
+        o.sequence += 1
+        booking.release(o)
+    if following and meeting.rrule and occurrence is not meeting.occurrences[0]:
+        rule = _rule_parts(meeting.rrule)
+        rule.pop("COUNT", None)
+        rule["UNTIL"] = ((occurrence.recurrence_id or occurrence.starts_at) - dt.timedelta(seconds=1)) \
+            .astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        meeting.rrule = _rule_text(rule)
+        meeting.sequence += 1
+        session.flush()
+        _notify(session, meeting, "request")
+        return meeting
+    session.flush()
+    whole = all(o.status is OccurrenceStatus.CANCELLED for o in meeting.occurrences)
+    if whole:
+        meeting.sequence += 1
+    _notify(session, meeting, "cancel", None if whole else [o.id for o in cancelled])
+    return meeting
+
+
+def cancel_meeting(session: so.Session, meeting: Meeting, now: dt.datetime | None = None) -> Meeting:
+    now = now or dt.datetime.now(dt.UTC)
+    open_ = [o for o in meeting.occurrences if o.status not in (OccurrenceStatus.CANCELLED, OccurrenceStatus.COMPLETED)
+             and o.ends_at > now]
+    if not open_:
+        raise Conflict("The meeting has nothing left to cancel.", code="closed")
+    for o in open_:
+        o.status = OccurrenceStatus.CANCELLED
+        o.sequence += 1
+        booking.release(o)
+    meeting.sequence += 1
+    session.flush()
+    _notify(session, meeting, "cancel")
+    return meeting
+
+
+def advance_lifecycle(session: so.Session, now: dt.datetime | None = None) -> int:
+    """Scheduled occurrences become in progress at their start and completed at their end."""
+    now = now or dt.datetime.now(dt.UTC)
+    changed = 0
+    for o in session.scalars(sa.select(Occurrence).where(
+            Occurrence.status.in_([OccurrenceStatus.SCHEDULED, OccurrenceStatus.IN_PROGRESS]),
+            Occurrence.starts_at <= now)):
+        new = OccurrenceStatus.COMPLETED if o.ends_at <= now else OccurrenceStatus.IN_PROGRESS
+        if o.status is not new:
+            o.status = new
+            changed += 1
+    session.flush()
+    return changed
+
+
+# ---------------------------------------------------------------- notifications
+
+def _notify(session: so.Session, meeting: Meeting, method: str, occurrence_ids: list[int] | None = None) -> None:
+    """Ask for invitations (or cancellations) to every participating site, after the commit."""
+    from app.calendar import invitations
+
+    invitations.queue(session, meeting, method, occurrence_ids)
+

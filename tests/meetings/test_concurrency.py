@@ -1,0 +1,62 @@
+"""Twenty secretaries book the same site for the same hour at the same instant: exactly one gets it."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from app.db import commit_scope, db
+from app.meetings.models import Occurrence, OccurrenceStatus
+from app.meetings.service import BookingRefused, BookingRequest, book_meeting
+from app.sites.demo import seed
+from app.sites.models import Site
+
+from .conftest import local
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_twenty_simultaneous_bookings_of_one_site_give_one_meeting_and_nineteen_refusals(fresh_app, backend, day):
+    app = fresh_app(backend)
+    with app.app_context(), commit_scope() as session:
+        seed(session)
+    with app.app_context():
+        host_id = db.session.scalar(sa.select(Site.id).where(Site.code == "TQ"))
+        site_id = db.session.scalar(sa.select(Site.id).where(Site.code == "TQ-NH-TT"))
+        db.session.remove()
+
+    barrier = threading.Barrier(20)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def secretary(n: int) -> None:
+        request = BookingRequest(title=f"Họp số {n}", host_site_id=host_id, site_ids=[site_id],
+                                 starts_at=local(day, "14:00"), ends_at=local(day, "15:00"))
+        try:
+            with app.app_context():
+                barrier.wait(timeout=30)
+                try:
+                    with commit_scope() as session:
+                        book_meeting(session, request)
+                    outcome = "booked"
+                except BookingRefused as exc:
+                    outcome = f"refused {exc.status}"
+                finally:
+                    db.session.remove()
+        except Exception as exc:  # anything else is a failure of the test, reported below
+            outcome = f"error {type(exc).__name__}: {exc}"
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=secretary, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(outcomes) == ["booked"] + ["refused 409"] * 19, outcomes
+    with app.app_context():
+        held = db.session.scalar(sa.select(sa.func.count(Occurrence.id)).where(
+            Occurrence.status == OccurrenceStatus.SCHEDULED))
+        db.session.remove()
+    assert held == 1
