@@ -23,6 +23,10 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "inventory.edit": frozenset({Role.ADMIN, Role.TECHNICIAN}),
     "maintenance.edit": frozenset({Role.ADMIN, Role.TECHNICIAN, Role.OPERATOR}),
     "users.manage": frozenset({Role.ADMIN}),
+    # Meetings: site staff see only the meetings of their own site (checked on the object, in the service).
+    "meetings.view": frozenset(STAFF),
+    "meetings.book": frozenset({Role.ADMIN, Role.SECRETARIAT}),
+    "meetings.attend": frozenset({Role.ADMIN, Role.SECRETARIAT, Role.SITE_STAFF}),
     "audit.view": frozenset({Role.ADMIN}),
 }
 
