@@ -46,6 +46,22 @@ SETTINGS: list[Setting] = [
     Setting("TIMEZONE", "Asia/Ho_Chi_Minh", "Time zone in which times are shown; they are stored in UTC."),
     Setting("PAGE_SIZE", 25, "Rows per page in lists.", int),
     Setting("LOG_LEVEL", "INFO", "Logging level."),
+    Setting("SMTP_HOST", "", "SMTP server for invitations; empty writes each mail as an .eml file to "
+            "INSTANCE_PATH/outbox/ instead."),
+    Setting("SMTP_PORT", 587, "SMTP port.", int),
+    Setting("SMTP_USERNAME", "", "SMTP login; empty sends without logging in."),
+    Setting("SMTP_PASSWORD", "", "SMTP password (kept out of logs)."),
+    Setting("SMTP_STARTTLS", True, "Upgrade the SMTP connection with STARTTLS.", bool),
+    Setting("SMTP_SSL", False, "Connect to the SMTP server over TLS from the start (port 465).", bool),
+    Setting("SMTP_TIMEOUT", 30, "Seconds to wait for the SMTP server.", int),
+    Setting("MAIL_FROM", "vanphong@tuyenquang.example.com",
+            "The secretariat's mailbox: sender of invitations and ORGANIZER of the calendar invites."),
+    Setting("MAIL_FROM_NAME", "Văn phòng UBND tỉnh", "Display name of the sender."),
+    Setting("WORKDAY_START", "07:30", "Start of working hours (local) for suggested meeting slots."),
+    Setting("WORKDAY_END", "17:00", "End of working hours (local) for suggested meeting slots."),
+    Setting("WORKDAYS", "mon,tue,wed,thu,fri", "Working days for suggested meeting slots."),
+    Setting("DOCUMENT_MAX_MB", 25, "Largest meeting document accepted, in megabytes.", int),
+    Setting("SIGNED_LINK_DAYS", 30, "Days a link in an invitation (documents, attendance) stays valid.", int),
 ]
 
 
