@@ -90,6 +90,18 @@ def sweep_outbox() -> None:
     _in_app(sweep)
 
 
+@huey.periodic_task(crontab(minute="*"))
+def advance_meetings() -> None:
+    """Scheduled occurrences become in progress at their start and completed at their end."""
+    from app.meetings.service import advance_lifecycle
+
+    def advance() -> None:
+        with commit_scope() as session:
+            advance_lifecycle(session)
+
+    _in_app(advance)
+
+
 def last_check_in() -> dt.datetime | None:
     return db.session.scalar(sa.select(sa.func.max(WorkerCheckin.seen_at)))
 
