@@ -78,8 +78,8 @@ def rule_for(view: Callable[..., Any], method: str) -> AccessRule | None:
     view_class = getattr(view, "view_class", None)
     if view_class is not None:
         handler = getattr(view_class, method.lower(), None)
-        if handler is None and method == "HEAD":
-            handler = getattr(view_class, "get", None)
+        if handler is None and method in ("HEAD", "OPTIONS"):
+            handler = getattr(view_class, "get", None)  # these only describe what GET would give
         rule = getattr(handler, "_vcops_access", None) or getattr(view_class, "_vcops_access", None)
         return rule
     return getattr(view, "_vcops_access", None)

@@ -107,7 +107,7 @@ def link_paths(session: so.Session, host: Site, sites: Sequence[Site]) -> tuple[
             if link_id is None:
                 if not names:
                     names.update(session.execute(sa.select(Site.id, Site.name).where(
-                        Site.id.in_({i for p in pairs for i in p}))).tuples())
+                        Site.id.in_({i for p in pairs for i in p}))).all())
                 clashes.append(Clash("path", site.name,
                                      f"No active link between {names.get(child)} and {names.get(parent)}: "
                                      f"{site.name} cannot reach the host site."))
@@ -197,6 +197,22 @@ def plan_occurrence(session: so.Session, *, host: Site, sites: Sequence[Site], w
                     exclude: Sequence[int] = (), paths: dict[int, list[int]] | None = None,
                     now: dt.datetime | None = None) -> Plan:
     """Check one occurrence and choose its rooms and bridge; the plan's clashes say what stands in the way."""
+    # Reads only: pending changes of the caller need not be flushed for them (and flushing costs time).
+    with session.no_autoflush:
+        return _plan(session, host, sites, w, bitrate_kbps, rooms, bridge_id, exclude, paths, now)
+
+
+@dataclass(frozen=True)
+class _Room:
+    id: int
+    site_id: int
+    room_name: str
+    status: Status
+
+
+def _plan(session: so.Session, host: Site, sites: Sequence[Site], w: Window, bitrate_kbps: int,
+          rooms: dict[int, int] | None, bridge_id: int | None, exclude: Sequence[int],
+          paths: dict[int, list[int]] | None, now: dt.datetime | None) -> Plan:
     plan = Plan()
     rooms = dict(rooms or {})
     now = now or dt.datetime.now(dt.UTC)
@@ -217,9 +233,10 @@ def plan_occurrence(session: so.Session, *, host: Site, sites: Sequence[Site], w
             plan.clashes.append(Clash("retired", site.name, f"The site {site.name} is retired."))
 
     # Rooms: the ones asked for, or a free active room of each site.
-    candidates = list(session.scalars(sa.select(Endpoint).where(Endpoint.site_id.in_(site_ids))
-                                      .order_by(Endpoint.site_id, Endpoint.room_name, Endpoint.id)))
-    by_site: dict[int, list[Endpoint]] = defaultdict(list)
+    candidates = [_Room(*row) for row in session.execute(
+        sa.select(Endpoint.id, Endpoint.site_id, Endpoint.room_name, Endpoint.status)
+        .where(Endpoint.site_id.in_(site_ids)).order_by(Endpoint.site_id, Endpoint.room_name, Endpoint.id))]
+    by_site: dict[int, list[_Room]] = defaultdict(list)
     for endpoint in candidates:
         by_site[endpoint.site_id].append(endpoint)
     busy: dict[int, tuple[int, str]] = {
@@ -268,7 +285,8 @@ def plan_occurrence(session: so.Session, *, host: Site, sites: Sequence[Site], w
 
     # Links: the largest load at any instant plus ours within the contracted bandwidth.
     if plan.link_kbps:
-        links = {link.id: link for link in session.scalars(sa.select(Link).where(Link.id.in_(plan.link_kbps)))}
+        links = {row.id: row for row in session.execute(
+            sa.select(Link.id, Link.code, Link.bandwidth_kbps).where(Link.id.in_(plan.link_kbps)))}
         usage: dict[int, list[tuple[dt.datetime, dt.datetime, int]]] = defaultdict(list)
         holders: dict[int, dict[int, str]] = defaultdict(dict)
         for link_id, s, e, kbps, meeting_id, title in session.execute(
@@ -348,12 +366,34 @@ def plan_occurrence(session: so.Session, *, host: Site, sites: Sequence[Site], w
 def reserve(session: so.Session, occurrence: Occurrence, plan: Plan) -> None:
     """Write what the plan holds onto the occurrence (its rooms, bridge and link loads)."""
     occurrence.bridge_id = plan.bridge_id
+    if occurrence.id is None and occurrence in session:
+        session.flush()  # a new occurrence gets its id: its rows then go in two statements, not ~300
+    if occurrence.id is not None and not occurrence.participations:
+        session.execute(sa.insert(Participation), [
+            {"occurrence_id": occurrence.id, "site_id": site_id, "endpoint_id": endpoint_id, "confirmed_by": ""}
+            for site_id, endpoint_id in plan.rooms.items()])
+        _replace_link_reservations(session, occurrence, plan)
+        session.expire(occurrence, ["participations", "link_reservations"])
+        return
     existing = {p.site_id: p for p in occurrence.participations}
     occurrence.participations = [
         _participation(existing.get(site_id), site_id, endpoint_id) for site_id, endpoint_id in plan.rooms.items()]
-    occurrence.link_reservations = [
-        LinkReservation(link_id=link_id, kbps=kbps, starts_at=occurrence.setup_starts_at, ends_at=occurrence.ends_at)
-        for link_id, kbps in plan.link_kbps.items()]
+    if occurrence.id is None:
+        occurrence.link_reservations = [
+            LinkReservation(link_id=link_id, kbps=kbps, starts_at=occurrence.setup_starts_at,
+                            ends_at=occurrence.ends_at) for link_id, kbps in plan.link_kbps.items()]
+    else:
+        _replace_link_reservations(session, occurrence, plan)
+        session.expire(occurrence, ["link_reservations"])
+
+
+def _replace_link_reservations(session: so.Session, occurrence: Occurrence, plan: Plan) -> None:
+    session.execute(sa.delete(LinkReservation).where(LinkReservation.occurrence_id == occurrence.id))
+    if plan.link_kbps:
+        session.execute(sa.insert(LinkReservation), [
+            {"occurrence_id": occurrence.id, "link_id": link_id, "kbps": kbps,
+             "starts_at": occurrence.setup_starts_at, "ends_at": occurrence.ends_at}
+            for link_id, kbps in plan.link_kbps.items()])
 
 
 def _participation(existing: Participation | None, site_id: int, endpoint_id: int) -> Participation:
@@ -363,5 +403,8 @@ def _participation(existing: Participation | None, site_id: int, endpoint_id: in
     return Participation(site_id=site_id, endpoint_id=endpoint_id)
 
 
-def release(occurrence: Occurrence) -> None:
-    occurrence.link_reservations = []
+def release(session: so.Session, occurrence: Occurrence) -> None:
+    """A cancelled occurrence gives its bandwidth back (its rooms and port are freed by its status)."""
+    if occurrence.id is not None:
+        session.execute(sa.delete(LinkReservation).where(LinkReservation.occurrence_id == occurrence.id))
+        session.expire(occurrence, ["link_reservations"])

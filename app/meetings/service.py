@@ -191,6 +191,8 @@ def _lock_keys(sites: Sequence[Site], paths: dict[int, list[int]], bridge_ids: I
 
 
 def _lock(session: so.Session, sites: Sequence[Site], paths: dict[int, list[int]], bridge_id: int | None) -> None:
+    if session.get_bind().dialect.name != "postgresql":
+        return  # SQLite serialises writers already (BEGIN IMMEDIATE)
     bridge_ids = [bridge_id] if bridge_id is not None else list(session.scalars(
         sa.select(Bridge.id).where(Bridge.status == Status.ACTIVE)))
     booking.lock_resources(session, _lock_keys(sites, paths, bridge_ids))
@@ -224,8 +226,7 @@ def _book_meeting(session: so.Session, req: BookingRequest, created_by_id: int |
                                 sequence=0)
         if req.draft:
             occurrence.status = OccurrenceStatus.DRAFT
-            booking.reserve(session, occurrence, Plan(rooms={s.id: req.rooms.get(s.id) for s in sites},
-                                                      bridge_id=req.bridge_id))
+            plan = Plan(rooms={s.id: req.rooms.get(s.id) for s in sites}, bridge_id=req.bridge_id)
         else:
             plan = booking.plan_occurrence(session, host=host, sites=sites, w=w, bitrate_kbps=req.bitrate_kbps,
                                            rooms=req.rooms, bridge_id=req.bridge_id, paths=paths, now=now)
@@ -233,10 +234,10 @@ def _book_meeting(session: so.Session, req: BookingRequest, created_by_id: int |
             if clashes:
                 refused.append((start, clashes))
                 occurrence.status = OccurrenceStatus.CANCELLED  # kept so the series' invite can exclude it
-            else:
-                booking.reserve(session, occurrence, plan)
+                plan = None
         meeting.occurrences.append(occurrence)
-        session.flush()  # the next occurrence of the series sees this one's reservations
+        if plan is not None:
+            booking.reserve(session, occurrence, plan)  # the next occurrence of the series sees these
     if refused and (not req.skip_clashing or len(refused) == len(starts)):
         raise BookingRefused(refused)
     session.flush()
@@ -436,7 +437,7 @@ def cancel_occurrence(session: so.Session, occurrence: Occurrence, following: bo
     for o in cancelled:
         o.status = OccurrenceStatus.CANCELLED
         o.sequence += 1
-        booking.release(o)
+        booking.release(session, o)
     if following and meeting.rrule and occurrence is not meeting.occurrences[0]:
         rule = _rule_parts(meeting.rrule)
         rule.pop("COUNT", None)
@@ -464,7 +465,7 @@ def cancel_meeting(session: so.Session, meeting: Meeting, now: dt.datetime | Non
     for o in open_:
         o.status = OccurrenceStatus.CANCELLED
         o.sequence += 1
-        booking.release(o)
+        booking.release(session, o)
     meeting.sequence += 1
     session.flush()
     _notify(session, meeting, "cancel")
