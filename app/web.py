@@ -57,6 +57,7 @@ def init_app(app: Flask) -> None:
     app.teardown_request(_reset_request_state)
     app.register_error_handler(DomainError, _domain_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(sa.exc.IntegrityError, _integrity_error)
     app.jinja_env.filters["localtime"] = localtime
     app.jinja_env.globals.update(role_can=lambda perm: role_can(getattr(current_user, "role", None), perm),
                                  LANGUAGES=LANGUAGES, current_language=lambda: str(get_locale() or "vi"))
@@ -65,14 +66,21 @@ def init_app(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     from app import health
     from app.auth import routes as auth_routes
+    from app.calendar import routes as calendar_routes
+    from app.meetings import agenda_api, agenda_routes
+    from app.meetings import api as meetings_api
+    from app.meetings import routes as meetings_routes
     from app.sites import api as sites_api
     from app.sites import routes as sites_routes
 
     app.register_blueprint(health.bp)
     app.register_blueprint(auth_routes.bp)
     app.register_blueprint(sites_routes.bp)
-    for blueprint in sites_api.blueprints:
-        api.register_blueprint(blueprint, url_prefix=f"/api/v1/{blueprint.name}")
+    app.register_blueprint(meetings_routes.bp)
+    app.register_blueprint(calendar_routes.bp)
+    app.register_blueprint(agenda_routes.bp)
+    for blueprint in [*sites_api.blueprints, *meetings_api.blueprints, *agenda_api.blueprints]:
+        api.register_blueprint(blueprint)  # each carries its own url_prefix under /api/v1
         csrf.exempt(blueprint)  # API changes need a bearer token (checked below), never a cookie
 
 
@@ -180,6 +188,12 @@ def _error_response(status: int, code: str, message: str, fields: dict[str, Any]
 
 def _domain_error(error: DomainError) -> Response:
     return _error_response(error.status, error.code, error.message, error.fields)
+
+
+def _integrity_error(error: sa.exc.IntegrityError) -> Response:
+    # The services check uniqueness first; this is the race where another request saved the same thing meanwhile.
+    log.warning("the database refused a change: %s", error.orig)
+    return _error_response(409, "conflict", _("The change conflicts with data saved meanwhile; try again."))
 
 
 def _http_error(error: HTTPException) -> Response | HTTPException:

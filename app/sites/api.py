@@ -1,5 +1,436 @@
-"""The inventory's JSON API under /api/v1."""
+"""The inventory's JSON API under /api/v1: sites, endpoints, bridges, hosts, links, maintenance windows, levels.
 
-from flask_smorest import Blueprint
+Thin views: the schemas (app.sites.schemas) parse, app.sites.service does the work, the request's commit
+point commits. Every view carries its access rule; errors come in the one format of app.errors, and the
+OpenAPI document at /api/v1/openapi.json is generated from these decorators.
 
-blueprints: list[Blueprint] = []
+Conventions: lists are `GET /<resource>` with `page` and `page_size` and answer {items, total, page, page_size};
+`POST /<resource>` creates (201 with Location); `PATCH /<resource>/<id>` changes the fields given;
+`POST /<resource>/<id>/retire` retires (records are kept for history; maintenance windows are deleted instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from flask import request, url_for
+from flask.views import MethodView
+from flask_login import current_user
+from flask_smorest import Blueprint, abort
+from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import HTTPException
+
+from app.auth.permissions import require
+from app.db import db
+from app.extensions import api
+from app.sites import schemas, service
+from app.sites.models import Bridge, Endpoint, Link, MaintenanceWindow, ManagedHost, Site
+
+F = TypeVar("F", bound=Callable[..., Any])
+Args = dict[str, Any]
+PAGING = ("page", "page_size")
+
+
+class StrictParser(FlaskParser):
+    # Query strings follow their schema's Meta.unknown (RAISE) too: a misspelt filter silently ignored would
+    # answer with the whole unfiltered list.
+    DEFAULT_UNKNOWN_BY_LOCATION = dict.fromkeys(FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION)
+
+
+class ApiBlueprint(Blueprint):
+    """A resource under /api/v1, answering errors in the one format."""
+
+    ARGUMENTS_PARSER = StrictParser()
+
+    def __init__(self, resource: str, description: str) -> None:
+        # "sites" and the like are the HTML pages' blueprint names; the API's are prefixed.
+        super().__init__(f"api_{resource}", __name__, url_prefix=f"/api/v1/{resource}", description=description)
+        self.register_error_handler(HTTPException, api.handle_http_exception)
+        self.before_request(_refuse_stray_query)
+
+    def fails(self, *statuses: int) -> Callable[[F], F]:
+        """Document the error responses of an operation (401 and 403 apply to all of them)."""
+
+        def decorate(view: F) -> F:
+            for status in (401, 403, *statuses):
+                view = self.alt_response(status, response=HTTPStatus(status).name)(view)
+            return view
+
+        return decorate
+
+
+def _refuse_stray_query() -> None:
+    """Only the lists take query parameters; anywhere else one is a mistake the client should hear about."""
+    listing = request.method in ("GET", "HEAD") and (request.endpoint or "").endswith(".collection")
+    if request.args and not listing:
+        abort(422, messages={"query": {name: ["Unknown field."] for name in request.args}})
+
+
+def _filter(filter_cls: type[Any], args: Args) -> Any:
+    return filter_cls(**{name: value for name, value in args.items() if name not in PAGING})
+
+
+def _page(stmt: sa.Select[Any], args: Args) -> Args:
+    page, size = args["page"], args["page_size"]
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))
+    items = db.session.scalars(stmt.limit(size).offset((page - 1) * size)).all()
+    return {"items": items, "total": total, "page": page, "page_size": size}
+
+
+def _created(obj: Any, **view_args: Any) -> tuple[Any, int, dict[str, str]]:
+    return obj, 201, {"Location": url_for(".item", **view_args)}
+
+
+# ---------------------------------------------------------------- sites
+
+sites = ApiBlueprint("sites", "Sites of the tree (province, districts, communes) with their contacts.")
+
+
+@sites.route("", endpoint="collection")
+class SiteCollection(MethodView):
+    @require("inventory.view")
+    @sites.arguments(schemas.SiteQuery, location="query")
+    @sites.response(200, schemas.SitePage)
+    @sites.fails(404)
+    def get(self, args: Args) -> Args:
+        """List sites: search, level, status, a site's subtree, samples."""
+        stmt = service.site_query(db.session, _filter(service.SiteFilter, args))
+        return _page(stmt.options(so.selectinload(Site.contacts)), args)
+
+    @require("inventory.edit")
+    @sites.arguments(schemas.SiteCreate)
+    @sites.response(201, schemas.SiteOut)
+    @sites.fails(404, 409, 422)
+    def post(self, data: Args) -> tuple[Any, int, dict[str, str]]:
+        """Add a site under its parent, with its contacts."""
+        contacts = data.pop("contacts", None)
+        site = service.create_site(db.session, data)
+        if contacts is not None:
+            service.replace_contacts(db.session, site, contacts)
+        return _created(site, site_id=site.id)
+
+
+@sites.route("/<int:site_id>", endpoint="item")
+class SiteItem(MethodView):
+    @require("inventory.view")
+    @sites.response(200, schemas.SiteOut)
+    @sites.fails(404)
+    def get(self, site_id: int) -> Site:
+        """Show a site."""
+        return service.get(db.session, Site, site_id, "site")
+
+    @require("inventory.edit")
+    @sites.arguments(schemas.SitePatch)
+    @sites.response(200, schemas.SiteOut)
+    @sites.fails(404, 409, 422)
+    def patch(self, data: Args, site_id: int) -> Site:
+        """Change the fields given; `contacts`, when given, replace the stored ones."""
+        site = service.get(db.session, Site, site_id, "site")
+        contacts = data.pop("contacts", None)
+        service.update_site(db.session, site, data)
+        if contacts is not None:
+            service.replace_contacts(db.session, site, contacts)
+        return site
+
+
+@sites.route("/<int:site_id>/retire", methods=["POST"], endpoint="retire")
+@require("inventory.edit")
+@sites.response(200, schemas.SiteOut)
+@sites.fails(404, 409)
+def retire_site(site_id: int) -> Site:
+    """Retire a site with its rooms, hosts and links; refused while active sites remain under it."""
+    return service.retire_site(db.session, service.get(db.session, Site, site_id, "site"))
+
+
+# ---------------------------------------------------------------- endpoints
+
+endpoints = ApiBlueprint("endpoints", "Rooms that can join a meeting: room systems and software clients.")
+
+
+@endpoints.route("", endpoint="collection")
+class EndpointCollection(MethodView):
+    @require("inventory.view")
+    @endpoints.arguments(schemas.EndpointQuery, location="query")
+    @endpoints.response(200, schemas.EndpointPage)
+    @endpoints.fails(404)
+    def get(self, args: Args) -> Args:
+        """List endpoints: search, a site's subtree, status, kind."""
+        stmt = service.endpoint_query(db.session, _filter(service.EquipmentFilter, args))
+        return _page(stmt.options(so.selectinload(Endpoint.site)), args)
+
+    @require("inventory.edit")
+    @endpoints.arguments(schemas.EndpointCreate)
+    @endpoints.response(201, schemas.EndpointOut)
+    @endpoints.fails(404, 409, 422)
+    def post(self, data: Args) -> tuple[Any, int, dict[str, str]]:
+        """Add an endpoint (a room) to a site."""
+        endpoint = service.save_endpoint(db.session, data)
+        return _created(endpoint, endpoint_id=endpoint.id)
+
+
+@endpoints.route("/<int:endpoint_id>", endpoint="item")
+class EndpointItem(MethodView):
+    @require("inventory.view")
+    @endpoints.response(200, schemas.EndpointOut)
+    @endpoints.fails(404)
+    def get(self, endpoint_id: int) -> Endpoint:
+        """Show an endpoint."""
+        return service.get(db.session, Endpoint, endpoint_id)
+
+    @require("inventory.edit")
+    @endpoints.arguments(schemas.EndpointPatch)
+    @endpoints.response(200, schemas.EndpointOut)
+    @endpoints.fails(404, 409, 422)
+    def patch(self, data: Args, endpoint_id: int) -> Endpoint:
+        """Change the fields given."""
+        return service.save_endpoint(db.session, data, service.get(db.session, Endpoint, endpoint_id))
+
+
+@endpoints.route("/<int:endpoint_id>/retire", methods=["POST"], endpoint="retire")
+@require("inventory.edit")
+@endpoints.response(200, schemas.EndpointOut)
+@endpoints.fails(404)
+def retire_endpoint(endpoint_id: int) -> Endpoint:
+    """Retire an endpoint; it is kept for history."""
+    endpoint = service.get(db.session, Endpoint, endpoint_id)
+    service.retire(db.session, endpoint)
+    return endpoint
+
+
+# ---------------------------------------------------------------- bridges
+
+bridges = ApiBlueprint("bridges", "Bridges (MCUs): each connected room takes one of their video ports.")
+
+
+@bridges.route("", endpoint="collection")
+class BridgeCollection(MethodView):
+    @require("inventory.view")
+    @bridges.arguments(schemas.BridgeQuery, location="query")
+    @bridges.response(200, schemas.BridgePage)
+    @bridges.fails(404)
+    def get(self, args: Args) -> Args:
+        """List bridges: search, a site's subtree, status."""
+        stmt = service.bridge_query(db.session, _filter(service.EquipmentFilter, args))
+        return _page(stmt.options(so.selectinload(Bridge.site)), args)
+
+    @require("inventory.edit")
+    @bridges.arguments(schemas.BridgeCreate)
+    @bridges.response(201, schemas.BridgeOut)
+    @bridges.fails(404, 409, 422)
+    def post(self, data: Args) -> tuple[Any, int, dict[str, str]]:
+        """Add a bridge."""
+        bridge = service.save_bridge(db.session, data)
+        return _created(bridge, bridge_id=bridge.id)
+
+
+@bridges.route("/<int:bridge_id>", endpoint="item")
+class BridgeItem(MethodView):
+    @require("inventory.view")
+    @bridges.response(200, schemas.BridgeOut)
+    @bridges.fails(404)
+    def get(self, bridge_id: int) -> Bridge:
+        """Show a bridge."""
+        return service.get(db.session, Bridge, bridge_id)
+
+    @require("inventory.edit")
+    @bridges.arguments(schemas.BridgePatch)
+    @bridges.response(200, schemas.BridgeOut)
+    @bridges.fails(404, 409, 422)
+    def patch(self, data: Args, bridge_id: int) -> Bridge:
+        """Change the fields given."""
+        return service.save_bridge(db.session, data, service.get(db.session, Bridge, bridge_id))
+
+
+@bridges.route("/<int:bridge_id>/retire", methods=["POST"], endpoint="retire")
+@require("inventory.edit")
+@bridges.response(200, schemas.BridgeOut)
+@bridges.fails(404)
+def retire_bridge(bridge_id: int) -> Bridge:
+    """Retire a bridge; it is kept for history."""
+    bridge = service.get(db.session, Bridge, bridge_id)
+    service.retire(db.session, bridge)
+    return bridge
+
+
+# ---------------------------------------------------------------- managed hosts
+
+hosts = ApiBlueprint("hosts", "Other managed equipment at a site: link routers, media and recording servers.")
+
+
+@hosts.route("", endpoint="collection")
+class HostCollection(MethodView):
+    @require("inventory.view")
+    @hosts.arguments(schemas.HostQuery, location="query")
+    @hosts.response(200, schemas.HostPage)
+    @hosts.fails(404)
+    def get(self, args: Args) -> Args:
+        """List managed hosts: search, a site's subtree, status, kind."""
+        stmt = service.host_query(db.session, _filter(service.EquipmentFilter, args))
+        return _page(stmt.options(so.selectinload(ManagedHost.site)), args)
+
+    @require("inventory.edit")
+    @hosts.arguments(schemas.HostCreate)
+    @hosts.response(201, schemas.HostOut)
+    @hosts.fails(404, 409, 422)
+    def post(self, data: Args) -> tuple[Any, int, dict[str, str]]:
+        """Add a managed host to a site."""
+        host = service.save_host(db.session, data)
+        return _created(host, host_id=host.id)
+
+
+@hosts.route("/<int:host_id>", endpoint="item")
+class HostItem(MethodView):
+    @require("inventory.view")
+    @hosts.response(200, schemas.HostOut)
+    @hosts.fails(404)
+    def get(self, host_id: int) -> ManagedHost:
+        """Show a managed host."""
+        return service.get(db.session, ManagedHost, host_id, "host")
+
+    @require("inventory.edit")
+    @hosts.arguments(schemas.HostPatch)
+    @hosts.response(200, schemas.HostOut)
+    @hosts.fails(404, 409, 422)
+    def patch(self, data: Args, host_id: int) -> ManagedHost:
+        """Change the fields given."""
+        return service.save_host(db.session, data, service.get(db.session, ManagedHost, host_id, "host"))
+
+
+@hosts.route("/<int:host_id>/retire", methods=["POST"], endpoint="retire")
+@require("inventory.edit")
+@hosts.response(200, schemas.HostOut)
+@hosts.fails(404)
+def retire_host(host_id: int) -> ManagedHost:
+    """Retire a managed host; it is kept for history."""
+    host = service.get(db.session, ManagedHost, host_id, "host")
+    service.retire(db.session, host)
+    return host
+
+
+# ---------------------------------------------------------------- links
+
+links = ApiBlueprint("links", "Network links, each with two ends (site A and site B) and the address probed at each.")
+
+
+@links.route("", endpoint="collection")
+class LinkCollection(MethodView):
+    @require("inventory.view")
+    @links.arguments(schemas.LinkQuery, location="query")
+    @links.response(200, schemas.LinkPage)
+    @links.fails(404)
+    def get(self, args: Args) -> Args:
+        """List links: search, either end in a site's subtree, medium, status."""
+        stmt = service.link_query(db.session, _filter(service.LinkFilter, args))
+        return _page(stmt.options(so.selectinload(Link.site_a), so.selectinload(Link.site_b)), args)
+
+    @require("inventory.edit")
+    @links.arguments(schemas.LinkCreate)
+    @links.response(201, schemas.LinkOut)
+    @links.fails(404, 409, 422)
+    def post(self, data: Args) -> tuple[Any, int, dict[str, str]]:
+        """Add a link between two sites."""
+        link = service.save_link(db.session, data)
+        return _created(link, link_id=link.id)
+
+
+@links.route("/<int:link_id>", endpoint="item")
+class LinkItem(MethodView):
+    @require("inventory.view")
+    @links.response(200, schemas.LinkOut)
+    @links.fails(404)
+    def get(self, link_id: int) -> Link:
+        """Show a link."""
+        return service.get(db.session, Link, link_id)
+
+    @require("inventory.edit")
+    @links.arguments(schemas.LinkPatch)
+    @links.response(200, schemas.LinkOut)
+    @links.fails(404, 409, 422)
+    def patch(self, data: Args, link_id: int) -> Link:
+        """Change the fields given."""
+        return service.save_link(db.session, data, service.get(db.session, Link, link_id))
+
+
+@links.route("/<int:link_id>/retire", methods=["POST"], endpoint="retire")
+@require("inventory.edit")
+@links.response(200, schemas.LinkOut)
+@links.fails(404)
+def retire_link(link_id: int) -> Link:
+    """Retire a link; it is kept for history."""
+    link = service.get(db.session, Link, link_id)
+    service.retire(db.session, link)
+    return link
+
+
+# ---------------------------------------------------------------- maintenance windows
+
+maintenance = ApiBlueprint("maintenance", "Maintenance windows: planned work on a site, endpoint, bridge or link.")
+
+
+@maintenance.route("", endpoint="collection")
+class MaintenanceCollection(MethodView):
+    @require("inventory.view")
+    @maintenance.arguments(schemas.MaintenanceQuery, location="query")
+    @maintenance.response(200, schemas.MaintenancePage)
+    @maintenance.fails(422)
+    def get(self, args: Args) -> Args:
+        """List maintenance windows, latest first: by target, or overlapping a period."""
+        return _page(service.maintenance_query(db.session, _filter(service.MaintenanceFilter, args)), args)
+
+    @require("maintenance.edit")
+    @maintenance.arguments(schemas.MaintenanceCreate)
+    @maintenance.response(201, schemas.MaintenanceOut)
+    @maintenance.fails(404, 422)
+    def post(self, data: Args) -> tuple[Any, int, dict[str, str]]:
+        """Plan a maintenance window on one site, endpoint, bridge or link."""
+        window = service.create_maintenance(db.session, created_by_id=current_user.id, **data)
+        return _created(window, window_id=window.id)
+
+
+@maintenance.route("/<int:window_id>", endpoint="item")
+class MaintenanceItem(MethodView):
+    @require("inventory.view")
+    @maintenance.response(200, schemas.MaintenanceOut)
+    @maintenance.fails(404)
+    def get(self, window_id: int) -> MaintenanceWindow:
+        """Show a maintenance window."""
+        return service.get(db.session, MaintenanceWindow, window_id, "maintenance window")
+
+    @require("maintenance.edit")
+    @maintenance.arguments(schemas.MaintenancePatch)
+    @maintenance.response(200, schemas.MaintenanceOut)
+    @maintenance.fails(404, 422)
+    def patch(self, data: Args, window_id: int) -> MaintenanceWindow:
+        """Move a window or change its reason; its target stays."""
+        window = service.get(db.session, MaintenanceWindow, window_id, "maintenance window")
+        return service.update_maintenance(db.session, window, data)
+
+    @require("maintenance.edit")
+    @maintenance.response(204)
+    @maintenance.fails(404)
+    def delete(self, window_id: int) -> None:
+        """Delete a maintenance window."""
+        service.delete_maintenance(db.session, service.get(db.session, MaintenanceWindow, window_id,
+                                                           "maintenance window"))
+
+
+# ---------------------------------------------------------------- levels
+
+levels = ApiBlueprint("levels", "The administrative levels, highest first (data, not code: three or two of them).")
+
+
+@levels.route("", endpoint="collection")
+@require("inventory.view")
+@levels.arguments(schemas.LevelQuery, location="query")
+@levels.response(200, schemas.LevelList)
+@levels.fails(422)
+def list_levels(_args: Args) -> Args:
+    """List the levels, highest first."""
+    return {"items": service.list_levels(db.session)}
+
+
+blueprints: list[Blueprint] = [sites, endpoints, bridges, hosts, links, maintenance, levels]

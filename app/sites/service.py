@@ -20,8 +20,11 @@ from app.sites.models import (
     Bridge,
     Contact,
     Endpoint,
+    EndpointKind,
+    HostKind,
     Level,
     Link,
+    LinkMedium,
     MaintenanceWindow,
     ManagedHost,
     Site,
@@ -96,15 +99,16 @@ def _check_site_code(session: so.Session, code: str, site_id: int | None = None)
                        code="duplicate")
 
 
-def _check_parent(session: so.Session, site: Site, parent: Site | None) -> None:
+def _check_parent(session: so.Session, site: Site, parent: Site | None, name: str | None = None) -> None:
     if parent is None:
         return
+    name = name or site.name
     if site.id is not None and (parent.id == site.id or f"/{site.id}/" in parent.path):
-        raise Invalid(f"{parent.name} cannot be the parent of {site.name}: it lies inside its subtree "
+        raise Invalid(f"{parent.name} cannot be the parent of {name}: it lies inside its subtree "
                       "(the tree would have a cycle).", {"parent_id": ["would make a cycle"]}, code="cycle")
     if parent.level.rank >= site.level.rank:
         raise Invalid(f"The parent {parent.name} ({parent.level.name}) must be at a higher level than "
-                      f"{site.level.name}.", {"parent_id": ["must be at a higher level"]})
+                      f"{site.level.name} ({name}).", {"parent_id": ["must be at a higher level"]})
     if parent.status is Status.RETIRED:
         raise Invalid(f"The parent {parent.name} is retired.", {"parent_id": ["retired"]})
 
@@ -152,9 +156,10 @@ def update_site(session: so.Session, site: Site, data: Mapping[str, Any]) -> Sit
         _check_site_code(session, changes["code"], site.id)
     moved = "parent_id" in changes and changes["parent_id"] != site.parent_id
     relevelled = "level" in changes and changes["level"] is not site.level
+    name = site.name  # messages name the site as the user knows it, not as the refused change would rename it
     _apply(site, changes, SITE_FIELDS)
     if moved or relevelled:
-        _check_parent(session, site, session.get(Site, site.parent_id) if site.parent_id else None)
+        _check_parent(session, site, session.get(Site, site.parent_id) if site.parent_id else None, name)
         if relevelled:
             for child in site.children:
                 if child.level.rank <= site.level.rank:
@@ -388,3 +393,288 @@ def create_maintenance(session: so.Session, target_kind: str, target_id: int, st
 def delete_maintenance(session: so.Session, window: MaintenanceWindow) -> None:
     session.delete(window)
     session.flush()
+
+
+def update_maintenance(session: so.Session, window: MaintenanceWindow, data: Mapping[str, Any]) -> MaintenanceWindow:
+    """Move or re-explain a window; its target stays (a window on another target is a new window)."""
+    _apply(window, data, ("starts_at", "ends_at", "reason"))
+    if window.ends_at <= window.starts_at:
+        raise Invalid("The maintenance window must end after it starts.", {"ends_at": ["must be after the start"]})
+    window.reason = window.reason.strip()
+    if not window.reason:
+        raise Invalid("Give the reason for the maintenance.", {"reason": ["required"]})
+    session.flush()
+    return window
+
+
+# ---------------------------------------------------------------- list queries (pages and API alike)
+
+@dataclass
+class EquipmentFilter:
+    """Filters of the endpoint, host and bridge lists; `kind` applies to endpoints and hosts."""
+
+    q: str = ""
+    within: int | None = None  # a site id: equipment at that site or below it
+    status: str = ""
+    kind: str = ""
+
+
+@dataclass
+class LinkFilter:
+    q: str = ""
+    within: int | None = None  # a site id: links with either end in its subtree
+    medium: str = ""
+    status: str = ""
+
+
+@dataclass
+class MaintenanceFilter:
+    target_kind: str = ""
+    target_id: int | None = None
+    ends_after: dt.datetime | None = None  # with starts_before: windows overlapping a period
+    starts_before: dt.datetime | None = None
+
+
+def _subtree_of(session: so.Session, site_id: int) -> sa.ColumnElement[bool]:
+    root = get(session, Site, site_id, "site")
+    return Site.path.startswith(root.path)
+
+
+def endpoint_query(session: so.Session, f: EquipmentFilter) -> sa.Select[tuple[Endpoint]]:
+    stmt = sa.select(Endpoint).join(Endpoint.site).order_by(Site.path, Endpoint.room_name)
+    if f.q:
+        like = f"%{f.q.strip()}%"
+        stmt = stmt.where(sa.or_(Endpoint.room_name.ilike(like), Endpoint.vendor.ilike(like),
+                                 Endpoint.model.ilike(like), Endpoint.mgmt_address.ilike(like),
+                                 Endpoint.sip_uri.ilike(like), Endpoint.serial.ilike(like),
+                                 Site.code.ilike(like), Site.name.ilike(like)))
+    if f.within:
+        stmt = stmt.where(_subtree_of(session, f.within))
+    if f.status:
+        stmt = stmt.where(Endpoint.status == Status(f.status))
+    if f.kind:
+        stmt = stmt.where(Endpoint.kind == EndpointKind(f.kind))
+    return stmt
+
+
+def host_query(session: so.Session, f: EquipmentFilter) -> sa.Select[tuple[ManagedHost]]:
+    stmt = sa.select(ManagedHost).join(ManagedHost.site).order_by(ManagedHost.name)
+    if f.q:
+        like = f"%{f.q.strip()}%"
+        stmt = stmt.where(sa.or_(ManagedHost.name.ilike(like), ManagedHost.mgmt_address.ilike(like),
+                                 Site.code.ilike(like), Site.name.ilike(like)))
+    if f.within:
+        stmt = stmt.where(_subtree_of(session, f.within))
+    if f.status:
+        stmt = stmt.where(ManagedHost.status == Status(f.status))
+    if f.kind:
+        stmt = stmt.where(ManagedHost.kind == HostKind(f.kind))
+    return stmt
+
+
+def bridge_query(session: so.Session, f: EquipmentFilter) -> sa.Select[tuple[Bridge]]:
+    stmt = sa.select(Bridge).outerjoin(Bridge.site).order_by(Bridge.name)
+    if f.q:
+        like = f"%{f.q.strip()}%"
+        stmt = stmt.where(sa.or_(Bridge.name.ilike(like), Bridge.vendor.ilike(like), Bridge.model.ilike(like),
+                                 Bridge.mgmt_address.ilike(like), Bridge.sip_address.ilike(like)))
+    if f.within:
+        stmt = stmt.where(_subtree_of(session, f.within))
+    if f.status:
+        stmt = stmt.where(Bridge.status == Status(f.status))
+    return stmt
+
+
+def link_query(session: so.Session, f: LinkFilter) -> sa.Select[tuple[Link]]:
+    site_a, site_b = so.aliased(Site), so.aliased(Site)
+    stmt = (sa.select(Link).join(site_a, Link.site_a_id == site_a.id).join(site_b, Link.site_b_id == site_b.id)
+            .order_by(Link.code))
+    if f.q:
+        like = f"%{f.q.strip()}%"
+        stmt = stmt.where(sa.or_(Link.code.ilike(like), Link.provider.ilike(like), Link.address_a.ilike(like),
+                                 Link.address_b.ilike(like), site_a.name.ilike(like), site_b.name.ilike(like)))
+    if f.within:
+        root = get(session, Site, f.within, "site")
+        stmt = stmt.where(sa.or_(site_a.path.startswith(root.path), site_b.path.startswith(root.path)))
+    if f.medium:
+        stmt = stmt.where(Link.medium == LinkMedium(f.medium))
+    if f.status:
+        stmt = stmt.where(Link.status == Status(f.status))
+    return stmt
+
+
+def maintenance_query(session: so.Session, f: MaintenanceFilter) -> sa.Select[tuple[MaintenanceWindow]]:
+    stmt = sa.select(MaintenanceWindow).order_by(MaintenanceWindow.starts_at.desc(), MaintenanceWindow.id)
+    if f.target_kind:
+        if f.target_kind not in MAINTENANCE_TARGETS:
+            raise Invalid(f"Maintenance applies to a site, endpoint, bridge or link, not {f.target_kind!r}.",
+                          {"target_kind": ["unknown kind"]})
+        column = getattr(MaintenanceWindow, f"{f.target_kind}_id")
+        stmt = stmt.where(column.is_not(None) if f.target_id is None else column == f.target_id)
+    if f.ends_after is not None:
+        stmt = stmt.where(MaintenanceWindow.ends_at > f.ends_after)
+    if f.starts_before is not None:
+        stmt = stmt.where(MaintenanceWindow.starts_at < f.starts_before)
+    return stmt
+
+
+def maintenance_target_kind(window: MaintenanceWindow) -> str:
+    return next(kind for kind in MAINTENANCE_TARGETS if getattr(window, f"{kind}_id") is not None)
+
+
+# ---------------------------------------------------------------- what the inventory pages show
+
+def site_options(session: so.Session, include_retired: bool = False) -> list[Site]:
+    """Sites to choose from in a form, highest levels first."""
+    stmt = sa.select(Site).join(Site.level).order_by(Level.rank, Site.code)
+    if not include_retired:
+        stmt = stmt.where(Site.status != Status.RETIRED)
+    return list(session.scalars(stmt))
+
+
+def parent_sites(session: so.Session) -> list[Site]:
+    """Sites that have sites under them: the choices of a "within this subtree" filter."""
+    parents = sa.select(Site.parent_id).where(Site.parent_id.is_not(None))
+    return list(session.scalars(sa.select(Site).join(Site.level).where(Site.id.in_(parents))
+                                .order_by(Level.rank, Site.code)))
+
+
+def ancestors(session: so.Session, site: Site) -> list[Site]:
+    """The site's ancestors from the root down (the breadcrumb of its place in the tree)."""
+    ids = site.ancestor_ids
+    found = {s.id: s for s in session.scalars(sa.select(Site).where(Site.id.in_(ids)))}
+    return [found[i] for i in ids if i in found]
+
+
+def endpoint_counts(session: so.Session) -> dict[int, int]:
+    """Rooms per site id, retired rooms left out."""
+    rows = session.execute(sa.select(Endpoint.site_id, sa.func.count()).where(Endpoint.status != Status.RETIRED)
+                           .group_by(Endpoint.site_id))
+    return {site_id: count for site_id, count in rows}
+
+
+@dataclass
+class TreeNode:
+    site: Site
+    endpoints: int
+    children: list[TreeNode]
+
+
+def site_tree(session: so.Session, root: Site | None = None) -> list[TreeNode]:
+    """The site tree (or the subtree of `root`) in one query, children ordered by code."""
+    stmt = sa.select(Site).order_by(Site.code)
+    if root is not None:
+        stmt = stmt.where(Site.path.startswith(root.path))
+    sites = list(session.scalars(stmt))
+    counts = endpoint_counts(session)
+    nodes = {site.id: TreeNode(site, counts.get(site.id, 0), []) for site in sites}
+    roots = []
+    for site in sites:
+        parent = nodes.get(site.parent_id) if site.parent_id is not None else None
+        if parent is None or (root is not None and site.id == root.id):
+            roots.append(nodes[site.id])
+        else:
+            parent.children.append(nodes[site.id])
+    return roots
+
+
+def site_links(session: so.Session, site: Site) -> list[Link]:
+    """Every link with an end at the site, its uplink (towards the parent) first."""
+    links = list(session.scalars(sa.select(Link).where(sa.or_(Link.site_a_id == site.id, Link.site_b_id == site.id))
+                                 .order_by(Link.code)))
+    up = uplink(session, site)
+    return ([up] if up is not None else []) + [link for link in links if link is not up]
+
+
+def site_bridges(session: so.Session, site: Site) -> list[Bridge]:
+    return list(session.scalars(sa.select(Bridge).where(Bridge.site_id == site.id).order_by(Bridge.name)))
+
+
+def site_maintenance(session: so.Session, site: Site, limit: int = 20) -> list[MaintenanceWindow]:
+    """Maintenance windows on the site, its rooms or its links, latest first."""
+    room_ids = sa.select(Endpoint.id).where(Endpoint.site_id == site.id)
+    link_ids = sa.select(Link.id).where(sa.or_(Link.site_a_id == site.id, Link.site_b_id == site.id))
+    stmt = (sa.select(MaintenanceWindow)
+            .where(sa.or_(MaintenanceWindow.site_id == site.id, MaintenanceWindow.endpoint_id.in_(room_ids),
+                          MaintenanceWindow.link_id.in_(link_ids)))
+            .order_by(MaintenanceWindow.starts_at.desc()).limit(limit))
+    return list(session.scalars(stmt))
+
+
+MAINTENANCE_PERIODS = ("current", "upcoming", "past")
+
+
+def maintenance_list_query(session: so.Session, when: str = "", q: str = "",
+                           now: dt.datetime | None = None) -> sa.Select[tuple[MaintenanceWindow]]:
+    """Windows that are on now, still to come or over, found by their reason or their target's name."""
+    now = now or dt.datetime.now(dt.UTC)
+    stmt = maintenance_query(session, MaintenanceFilter()).order_by(None)
+    if when == "current":
+        stmt = stmt.where(MaintenanceWindow.starts_at <= now, MaintenanceWindow.ends_at > now)
+    elif when == "upcoming":
+        stmt = stmt.where(MaintenanceWindow.starts_at > now)
+    elif when == "past":
+        stmt = stmt.where(MaintenanceWindow.ends_at <= now)
+    if when in ("current", "upcoming"):
+        stmt = stmt.order_by(MaintenanceWindow.starts_at, MaintenanceWindow.id)
+    else:
+        stmt = stmt.order_by(MaintenanceWindow.starts_at.desc(), MaintenanceWindow.id)
+    if q.strip():
+        like = f"%{q.strip()}%"
+        site, room, room_site = so.aliased(Site), so.aliased(Endpoint), so.aliased(Site)
+        stmt = (stmt.outerjoin(site, MaintenanceWindow.site_id == site.id)
+                .outerjoin(room, MaintenanceWindow.endpoint_id == room.id)
+                .outerjoin(room_site, room.site_id == room_site.id)
+                .outerjoin(Bridge, MaintenanceWindow.bridge_id == Bridge.id)
+                .outerjoin(Link, MaintenanceWindow.link_id == Link.id)
+                .where(sa.or_(MaintenanceWindow.reason.ilike(like), site.code.ilike(like), site.name.ilike(like),
+                              room.room_name.ilike(like), room_site.code.ilike(like), room_site.name.ilike(like),
+                              Bridge.name.ilike(like), Link.code.ilike(like))))
+    return stmt
+
+
+def maintenance_targets(session: so.Session) -> dict[str, list[Any]]:
+    """What a new maintenance window can be put on: everything not retired, by kind."""
+    def active(model: Any, *order: Any) -> list[Any]:
+        return list(session.scalars(sa.select(model).where(model.status != Status.RETIRED).order_by(*order)))
+
+    rooms = list(session.scalars(sa.select(Endpoint).join(Endpoint.site).where(Endpoint.status != Status.RETIRED)
+                                 .order_by(Site.code, Endpoint.room_name)))
+    return {"site": active(Site, Site.code), "endpoint": rooms, "bridge": active(Bridge, Bridge.name),
+            "link": active(Link, Link.code)}
+
+
+@dataclass
+class InventoryCounts:
+    sites_by_level: list[tuple[Level, int]]
+    endpoints: dict[Status, int]
+    bridges: dict[Status, int]
+    links: dict[Status, int]
+
+
+def _count_by_status(session: so.Session, model: Any) -> dict[Status, int]:
+    counts = dict.fromkeys(Status, 0)
+    for status, count in session.execute(sa.select(model.status, sa.func.count()).group_by(model.status)):
+        counts[Status(status)] = count
+    return counts
+
+
+def inventory_counts(session: so.Session) -> InventoryCounts:
+    """The home page's summary: sites in service by level, equipment and links by status."""
+    by_level = session.execute(
+        sa.select(Level.id, sa.func.count(Site.id))
+        .outerjoin(Site, sa.and_(Site.level_id == Level.id, Site.status != Status.RETIRED))
+        .group_by(Level.id))
+    counts = dict(by_level.all())
+    return InventoryCounts(
+        sites_by_level=[(level, counts.get(level.id, 0)) for level in list_levels(session)],
+        endpoints=_count_by_status(session, Endpoint), bridges=_count_by_status(session, Bridge),
+        links=_count_by_status(session, Link))
+
+
+def upcoming_maintenance(session: so.Session, limit: int = 10,
+                         now: dt.datetime | None = None) -> list[MaintenanceWindow]:
+    """Windows on now or still to come, soonest first."""
+    now = now or dt.datetime.now(dt.UTC)
+    return list(session.scalars(sa.select(MaintenanceWindow).where(MaintenanceWindow.ends_at > now)
+                                .order_by(MaintenanceWindow.starts_at, MaintenanceWindow.id).limit(limit)))
