@@ -232,10 +232,16 @@ def _plan(session: so.Session, host: Site, sites: Sequence[Site], w: Window, bit
         if site.status is Status.RETIRED:
             plan.clashes.append(Clash("retired", site.name, f"The site {site.name} is retired."))
 
-    # Rooms: the ones asked for, or a free active room of each site.
+    # Everything that could be needed, read up front in a few statements.
     candidates = [_Room(*row) for row in session.execute(
         sa.select(Endpoint.id, Endpoint.site_id, Endpoint.room_name, Endpoint.status)
         .where(Endpoint.site_id.in_(site_ids)).order_by(Endpoint.site_id, Endpoint.room_name, Endpoint.id))]
+    plan.link_kbps = required_kbps({k: v for k, v in paths.items() if k in site_ids}, bitrate_kbps)
+    bridges = _bridge_candidates(session, host, bridge_id)
+    maintenance = _maintenance(session, w, site_ids, [e.id for e in candidates], [b.id for b in bridges],
+                               plan.link_kbps)
+
+    # Rooms: the ones asked for, or a free active room of each site.
     by_site: dict[int, list[_Room]] = defaultdict(list)
     for endpoint in candidates:
         by_site[endpoint.site_id].append(endpoint)
@@ -246,13 +252,12 @@ def _plan(session: so.Session, host: Site, sites: Sequence[Site], w: Window, bit
             .join(Meeting, Occurrence.meeting_id == Meeting.id)
             .where(Participation.endpoint_id.in_([e.id for e in candidates]), _holding(exclude),
                    _overlapping(Occurrence.setup_starts_at, Occurrence.ends_at, w)))}
-    room_maintenance = {m.endpoint_id: m for m in _maintenance(session, w, [], [e.id for e in candidates], [], [])}
-    names = {s.id: s.name for s in sites}
+    room_maintenance = {m.endpoint_id: m for m in maintenance if m.endpoint_id}
     for site in sites:
         asked = rooms.get(site.id)
         options = [e for e in by_site[site.id] if asked is None or e.id == asked]
         if asked is not None and not options:
-            plan.clashes.append(Clash("room", names[site.id], f"Room {asked} is not a room of {site.name}."))
+            plan.clashes.append(Clash("room", site.name, f"Room {asked} is not a room of {site.name}."))
             continue
         chosen = None
         reasons: list[Clash] = []
@@ -261,9 +266,7 @@ def _plan(session: so.Session, host: Site, sites: Sequence[Site], w: Window, bit
             if endpoint.status is not Status.ACTIVE:
                 reasons.append(Clash("retired", label, f"The room {label} is {endpoint.status.value}."))
             elif endpoint.id in room_maintenance:
-                mw = room_maintenance[endpoint.id]
-                reasons.append(Clash("maintenance", label, f"The room {label} is under maintenance from "
-                                     f"{_local(mw.starts_at)} to {_local(mw.ends_at)}: {mw.reason}."))
+                reasons.append(_maintenance_clash(f"The room {label}", label, room_maintenance[endpoint.id]))
             elif endpoint.id in busy:
                 meeting_id, title = busy[endpoint.id]
                 reasons.append(Clash("room", label, f"The room {label} is already taken by the meeting "
@@ -276,91 +279,129 @@ def _plan(session: so.Session, host: Site, sites: Sequence[Site], w: Window, bit
         else:
             plan.rooms[site.id] = chosen.id
 
-    # Maintenance on the sites, the links of their paths.
-    plan.link_kbps = required_kbps({k: v for k, v in paths.items() if k in site_ids}, bitrate_kbps)
-    for mw in _maintenance(session, w, site_ids, [], [], plan.link_kbps):
-        target = mw.site.name if mw.site else f"link {mw.link.code}"
-        plan.clashes.append(Clash("maintenance", target, f"{target} is under maintenance from "
-                                  f"{_local(mw.starts_at)} to {_local(mw.ends_at)}: {mw.reason}."))
+    # Maintenance on the sites and on the links of their paths.
+    for mw in maintenance:
+        if mw.site_id or mw.link_id:
+            target = mw.site.name if mw.site else f"link {mw.link.code}"
+            plan.clashes.append(_maintenance_clash(target, target, mw))
 
     # Links: the largest load at any instant plus ours within the contracted bandwidth.
     if plan.link_kbps:
-        links = {row.id: row for row in session.execute(
-            sa.select(Link.id, Link.code, Link.bandwidth_kbps).where(Link.id.in_(plan.link_kbps)))}
-        usage: dict[int, list[tuple[dt.datetime, dt.datetime, int]]] = defaultdict(list)
-        holders: dict[int, dict[int, str]] = defaultdict(dict)
-        for link_id, s, e, kbps, meeting_id, title in session.execute(
-                sa.select(LinkReservation.link_id, LinkReservation.starts_at, LinkReservation.ends_at,
-                          LinkReservation.kbps, Meeting.id, Meeting.title)
-                .join(Occurrence, LinkReservation.occurrence_id == Occurrence.id)
-                .join(Meeting, Occurrence.meeting_id == Meeting.id)
-                .where(LinkReservation.link_id.in_(plan.link_kbps), _holding(exclude),
-                       _overlapping(LinkReservation.starts_at, LinkReservation.ends_at, w))):
-            usage[link_id].append((s, e, kbps))
-            holders[link_id][meeting_id] = title
-        for link_id, need in sorted(plan.link_kbps.items()):
-            link = links[link_id]
-            used = peak(usage[link_id], w.setup_starts_at, w.ends_at)
-            if used + need > link.bandwidth_kbps:
-                meeting_id, title = next(iter(holders[link_id].items()), (None, ""))
-                others = ", ".join(f"\u201c{t}\u201d" for t in list(holders[link_id].values())[:3])
-                plan.clashes.append(Clash(
-                    "link", f"link {link.code}",
-                    f"The link {link.code} ({link.bandwidth_kbps} kbit/s) would carry {used + need} kbit/s: "
-                    f"{need} kbit/s for this meeting on top of {used} kbit/s already booked"
-                    + (f" by {others}" if others else "") + ".", meeting_id, title))
+        plan.clashes.extend(_link_clashes(session, w, plan.link_kbps, exclude))
 
-    # The bridge: the one asked for, or the first active one with the ports free.
-    ports = len(sites)
-    bridges = list(session.scalars(
-        sa.select(Bridge).where(Bridge.id == bridge_id) if bridge_id is not None else
-        sa.select(Bridge).where(Bridge.status == Status.ACTIVE).order_by(Bridge.total_ports.desc(), Bridge.id)))
+    # The bridge: the one asked for, or the nearest active one with the ports free.
     if bridge_id is not None and not bridges:
         plan.clashes.append(Clash("bridge", str(bridge_id), f"No bridge with id {bridge_id}."))
-    bridge_maintenance = {m.bridge_id: m for m in _maintenance(session, w, [], [], [b.id for b in bridges], [])}
-    bridge_reasons: list[Clash] = []
-    if bridges:
-        usage_rows = session.execute(
-            sa.select(Occurrence.bridge_id, Occurrence.setup_starts_at, Occurrence.ends_at,
-                      sa.func.count(Participation.id), Meeting.id, Meeting.title)
-            .join(Participation, Participation.occurrence_id == Occurrence.id)
-            .join(Meeting, Occurrence.meeting_id == Meeting.id)
-            .where(Occurrence.bridge_id.in_([b.id for b in bridges]), _holding(exclude),
-                   _overlapping(Occurrence.setup_starts_at, Occurrence.ends_at, w))
-            .group_by(Occurrence.id, Occurrence.bridge_id, Occurrence.setup_starts_at, Occurrence.ends_at,
-                      Meeting.id, Meeting.title)).all()
-        for bridge in bridges:
-            if bridge.status is not Status.ACTIVE:
-                bridge_reasons.append(Clash("retired", bridge.name, f"The bridge {bridge.name} is "
-                                            f"{bridge.status.value}."))
-                continue
-            if bridge.id in bridge_maintenance:
-                mw = bridge_maintenance[bridge.id]
-                bridge_reasons.append(Clash("maintenance", bridge.name, f"The bridge {bridge.name} is under "
-                                            f"maintenance from {_local(mw.starts_at)} to {_local(mw.ends_at)}: "
-                                            f"{mw.reason}."))
-                continue
-            rows = [r for r in usage_rows if r[0] == bridge.id]
-            used = peak(((s, e, n) for _, s, e, n, _, _ in rows), w.setup_starts_at, w.ends_at)
-            if used + ports > bridge.total_ports:
-                titles = ", ".join(f"\u201c{r[5]}\u201d" for r in rows[:3])
-                bridge_reasons.append(Clash(
-                    "bridge", bridge.name,
-                    f"The bridge {bridge.name} has {bridge.total_ports} ports; {used} are already taken at that "
-                    f"time (by {titles}) and this meeting needs {ports}.",
-                    rows[0][4] if rows else None, rows[0][5] if rows else ""))
-                continue
-            plan.bridge_id = bridge.id
-            break
+    elif not bridges:
+        plan.clashes.append(Clash("bridge", "", "There is no active bridge."))
+    else:
+        bridge_maintenance = {m.bridge_id: m for m in maintenance if m.bridge_id}
+        plan.bridge_id, reasons = _choose_bridge(session, w, bridges, len(sites), bridge_maintenance, exclude)
         if plan.bridge_id is None:
-            if bridge_id is not None or len(bridge_reasons) == 1:
-                plan.clashes.extend(bridge_reasons)
+            if bridge_id is not None or len(reasons) == 1:
+                plan.clashes.extend(reasons)
             else:
                 plan.clashes.append(Clash("bridge", "", "No bridge has enough free ports at that time: "
-                                          + " ".join(c.message for c in bridge_reasons)))
-    elif bridge_id is None:
-        plan.clashes.append(Clash("bridge", "", "There is no active bridge."))
+                                          + " ".join(c.message for c in reasons[:3])
+                                          + (f" (and {len(reasons) - 3} more)" if len(reasons) > 3 else "")))
     return plan
+
+
+def _maintenance_clash(subject: str, resource: str, mw: MaintenanceWindow) -> Clash:
+    return Clash("maintenance", resource, f"{subject} is under maintenance from {_local(mw.starts_at)} to "
+                                          f"{_local(mw.ends_at)}: {mw.reason}.")
+
+
+def _link_clashes(session: so.Session, w: Window, need_kbps: dict[int, int], exclude: Sequence[int]) -> list[Clash]:
+    links = {row.id: row for row in session.execute(
+        sa.select(Link.id, Link.code, Link.bandwidth_kbps).where(Link.id.in_(need_kbps)))}
+    usage: dict[int, list[tuple[dt.datetime, dt.datetime, int]]] = defaultdict(list)
+    holders: dict[int, dict[int, str]] = defaultdict(dict)
+    for link_id, s, e, kbps, meeting_id, title in session.execute(
+            sa.select(LinkReservation.link_id, LinkReservation.starts_at, LinkReservation.ends_at,
+                      LinkReservation.kbps, Meeting.id, Meeting.title)
+            .join(Occurrence, LinkReservation.occurrence_id == Occurrence.id)
+            .join(Meeting, Occurrence.meeting_id == Meeting.id)
+            .where(LinkReservation.link_id.in_(need_kbps), _holding(exclude),
+                   _overlapping(LinkReservation.starts_at, LinkReservation.ends_at, w))):
+        usage[link_id].append((s, e, kbps))
+        holders[link_id][meeting_id] = title
+    clashes = []
+    for link_id, need in sorted(need_kbps.items()):
+        link = links[link_id]
+        used = peak(usage[link_id], w.setup_starts_at, w.ends_at)
+        if used + need > link.bandwidth_kbps:
+            meeting_id, title = next(iter(holders[link_id].items()), (None, ""))
+            others = ", ".join(f"\u201c{t}\u201d" for t in list(holders[link_id].values())[:3])
+            clashes.append(Clash(
+                "link", f"link {link.code}",
+                f"The link {link.code} ({link.bandwidth_kbps} kbit/s) would carry {used + need} kbit/s: "
+                f"{need} kbit/s for this meeting on top of {used} kbit/s already booked"
+                + (f" by {others}" if others else "") + ".", meeting_id, title))
+    return clashes
+
+
+@dataclass(frozen=True)
+class _Bridge:
+    id: int
+    name: str
+    total_ports: int
+    status: Status
+    site_path: str
+
+
+def _bridge_candidates(session: so.Session, host: Site, bridge_id: int | None) -> list[_Bridge]:
+    """The bridge asked for, or every active bridge, nearest to the host site first (then the largest)."""
+    stmt = sa.select(Bridge.id, Bridge.name, Bridge.total_ports, Bridge.status, Site.path).outerjoin(
+        Site, Bridge.site_id == Site.id)
+    stmt = stmt.where(Bridge.id == bridge_id) if bridge_id is not None else stmt.where(Bridge.status == Status.ACTIVE)
+    bridges = [_Bridge(*row) for row in session.execute(stmt)]
+    host_ids = host.path.strip("/").split("/")
+
+    def shared(b: _Bridge) -> int:
+        ids = (b.site_path or "/").strip("/").split("/")
+        n = 0
+        while n < min(len(ids), len(host_ids)) and ids[n] == host_ids[n]:
+            n += 1
+        return n
+
+    return sorted(bridges, key=lambda b: (-shared(b), -b.total_ports, b.id))
+
+
+def _choose_bridge(session: so.Session, w: Window, bridges: list[_Bridge], ports: int,
+                   maintenance: dict[int, MaintenanceWindow], exclude: Sequence[int]) -> tuple[int | None, list[Clash]]:
+    usage_rows = session.execute(
+        sa.select(Occurrence.bridge_id, Occurrence.setup_starts_at, Occurrence.ends_at,
+                  sa.func.count(Participation.id), Meeting.id, Meeting.title)
+        .join(Participation, Participation.occurrence_id == Occurrence.id)
+        .join(Meeting, Occurrence.meeting_id == Meeting.id)
+        .where(Occurrence.bridge_id.in_([b.id for b in bridges]), _holding(exclude),
+               _overlapping(Occurrence.setup_starts_at, Occurrence.ends_at, w))
+        .group_by(Occurrence.id, Occurrence.bridge_id, Occurrence.setup_starts_at, Occurrence.ends_at,
+                  Meeting.id, Meeting.title)).all()
+    by_bridge: dict[int, list[tuple]] = defaultdict(list)
+    for row in usage_rows:
+        by_bridge[row[0]].append(tuple(row))
+    reasons: list[Clash] = []
+    for bridge in bridges:
+        if bridge.status is not Status.ACTIVE:
+            reasons.append(Clash("retired", bridge.name, f"The bridge {bridge.name} is {bridge.status.value}."))
+            continue
+        if bridge.id in maintenance:
+            reasons.append(_maintenance_clash(f"The bridge {bridge.name}", bridge.name, maintenance[bridge.id]))
+            continue
+        rows = by_bridge[bridge.id]
+        used = peak(((s, e, n) for _, s, e, n, _, _ in rows), w.setup_starts_at, w.ends_at)
+        if used + ports > bridge.total_ports:
+            titles = ", ".join(f"\u201c{r[5]}\u201d" for r in rows[:3])
+            reasons.append(Clash(
+                "bridge", bridge.name,
+                f"The bridge {bridge.name} has {bridge.total_ports} ports; {used} are already taken at that "
+                f"time (by {titles}) and this meeting needs {ports}.",
+                rows[0][4] if rows else None, rows[0][5] if rows else ""))
+            continue
+        return bridge.id, reasons
+    return None, reasons
 
 
 def reserve(session: so.Session, occurrence: Occurrence, plan: Plan) -> None:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from app.db import Base, utcnow
+
+if TYPE_CHECKING:
+    from app.auth.models import User
 
 
 def _enum(cls: type[enum.Enum], name: str) -> sa.Enum:
@@ -228,6 +232,7 @@ class MaintenanceWindow(Base):
     created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
 
     site: so.Mapped[Site | None] = so.relationship()
+    created_by: so.Mapped[User | None] = so.relationship("User")
     endpoint: so.Mapped[Endpoint | None] = so.relationship()
     bridge: so.Mapped[Bridge | None] = so.relationship()
     link: so.Mapped[Link | None] = so.relationship()
