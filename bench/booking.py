@@ -31,12 +31,12 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app import create_app  # noqa: E402
-from app.db import commit_scope, db  # noqa: E402
-from app.meetings import models as mm  # noqa: E402
-from app.meetings.service import BookingRefused, BookingRequest, book_meeting  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
-from app.sites import models as sm  # noqa: E402
+from app import create_app
+from app.db import commit_scope, db
+from app.meetings import models as mm
+from app.meetings.service import BookingRefused, BookingRequest, book_meeting
+from app.migrate import upgrade
+from app.sites import models as sm
 
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 PG_ADMIN = os.environ.get("VCOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -131,7 +131,8 @@ def generate(app, n_meetings: int, seed: int = 7) -> dict:
                              "conference_number": f"{m:06d}", "pin": "000000", "created_at": start})
         occ_rows.append({"id": m, "meeting_id": m, "recurrence_id": None, "starts_at": start, "ends_at": end,
                          "setup_starts_at": start - dt.timedelta(hours=1), "status": "scheduled",
-                         "bridge_id": bridge_ids[rng.randrange(len(bridge_ids))], "sequence": 0})
+                         "bridge_id": bridge_ids[rng.randrange(len(bridge_ids))], "ports": len(members),
+                         "sequence": 0})
         load: dict[int, int] = {}
         for sid in members:
             part_rows.append({"occurrence_id": m, "site_id": sid, "endpoint_id": rooms[sid], "confirmed_by": ""})
@@ -158,6 +159,20 @@ def generate(app, n_meetings: int, seed: int = 7) -> dict:
             "seconds": time.perf_counter() - started, "provinces": provinces, "under": under, "workdays": workdays}
 
 
+def describe(app) -> dict:
+    """What time_bookings needs, read back from a database generated earlier."""
+    with app.app_context():
+        session = db.session()
+        provinces = [{"id": i} for i in session.scalars(sa.select(sm.Site.id).where(sm.Site.level_id == 2))]
+        under: dict[int, list[int]] = {p["id"]: [] for p in provinces}
+        for sid, path in session.execute(sa.select(sm.Site.id, sm.Site.path).where(sm.Site.level_id > 2)):
+            under[int(path.strip("/").split("/")[1])].append(sid)
+        db.session.remove()
+    start = dt.date.today() + dt.timedelta(days=1)
+    workdays = [start + dt.timedelta(days=i) for i in range(365) if (start + dt.timedelta(days=i)).weekday() < 5]
+    return {"provinces": provinces, "under": under, "workdays": workdays}
+
+
 def time_bookings(app, data: dict, runs: int, seed: int = 11) -> dict:
     rng = random.Random(seed)
     timings, booked, refused = [], 0, 0
@@ -167,7 +182,7 @@ def time_bookings(app, data: dict, runs: int, seed: int = 11) -> dict:
             province = rng.choice(data["provinces"])
             members = rng.sample(data["under"][province["id"]], 149)
             day = rng.choice(data["workdays"][5:])
-            start = dt.datetime.combine(day, dt.time(rng.choice([8, 9, 14, 15]), 0), tzinfo=LOCAL)
+            start = dt.datetime.combine(day, dt.time(16, 0), tzinfo=LOCAL)  # busy afternoons before it
             req = BookingRequest(title="Hội nghị toàn tỉnh", host_site_id=province["id"], site_ids=members,
                                  starts_at=start, ends_at=start + dt.timedelta(hours=2))
             outer = session.begin_nested()
@@ -210,13 +225,25 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--meetings", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=60)
+    parser.add_argument("--keep", metavar="URL_FILE", help="keep the PostgreSQL database; write its URL here")
+    parser.add_argument("--reuse", metavar="URL", help="time against a database generated earlier with --keep")
     args = parser.parse_args()
+    if args.reuse:
+        with tempfile.TemporaryDirectory() as tmp:
+            app = create_app({"INSTANCE_PATH": tmp, "DATABASE_URL": args.reuse, "SECRET_KEY": "bench",
+                              "EMBEDDED_WORKER": False, "LOG_LEVEL": "WARNING"})
+            result = time_bookings(app, describe(app), args.runs)
+        print(f"reused: {result}")
+        return
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     print(f"# bench/booking on {platform.node()} ({platform.machine()}, {os.cpu_count()} cores), "
           f"{dt.date.today().isoformat()}")
     for backend in backends:
         with tempfile.TemporaryDirectory() as tmp:
             url, drop = database(backend, Path(tmp))
+            if args.keep and backend == "postgresql":
+                Path(args.keep).write_text(url)
+                drop = lambda: None  # noqa: E731
             try:
                 upgrade(url)
                 app = create_app({"INSTANCE_PATH": tmp, "DATABASE_URL": url, "SECRET_KEY": "bench",

@@ -26,6 +26,10 @@ from app.meetings.models import HOLDING, LinkReservation, Meeting, Occurrence, P
 from app.sites.models import Bridge, Endpoint, Link, MaintenanceWindow, Site, Status
 
 OVERHEAD = 1.2  # protocol overhead on top of the video bitrate
+MAX_DURATION = dt.timedelta(hours=12)  # the longest meeting
+MAX_SETUP = dt.timedelta(hours=8)  # the longest setup buffer
+# No reservation is longer than this, so an overlap query can bound its index range scan from below too.
+MAX_SPAN = MAX_DURATION + MAX_SETUP
 
 
 @dataclass(frozen=True)
@@ -161,8 +165,13 @@ def lock_resources(session: so.Session, keys: Iterable[str]) -> None:
 
 # ---------------------------------------------------------------- the check
 
-def _overlapping(model_start: sa.ColumnElement, model_end: sa.ColumnElement, w: Window) -> sa.ColumnElement[bool]:
-    return sa.and_(model_start < w.ends_at, model_end > w.setup_starts_at)
+def _overlapping(model_start: sa.ColumnElement, model_end: sa.ColumnElement, w: Window,
+                 bounded: bool = True) -> sa.ColumnElement[bool]:
+    """Rows whose period overlaps the window; `bounded` for reservations, which last at most MAX_SPAN."""
+    cond = sa.and_(model_start < w.ends_at, model_end > w.setup_starts_at)
+    if bounded:
+        cond = sa.and_(cond, model_start > w.setup_starts_at - MAX_SPAN)
+    return cond
 
 
 def _maintenance(session: so.Session, w: Window, site_ids: Iterable[int], endpoint_ids: Iterable[int],
@@ -176,7 +185,7 @@ def _maintenance(session: so.Session, w: Window, site_ids: Iterable[int], endpoi
     if not conds:
         return []
     return list(session.scalars(sa.select(MaintenanceWindow).where(
-        sa.or_(*conds), _overlapping(MaintenanceWindow.starts_at, MaintenanceWindow.ends_at, w))))
+        sa.or_(*conds), _overlapping(MaintenanceWindow.starts_at, MaintenanceWindow.ends_at, w, bounded=False))))
 
 
 def _holding(exclude: Sequence[int]) -> sa.ColumnElement[bool]:
@@ -371,14 +380,11 @@ def _bridge_candidates(session: so.Session, host: Site, bridge_id: int | None) -
 def _choose_bridge(session: so.Session, w: Window, bridges: list[_Bridge], ports: int,
                    maintenance: dict[int, MaintenanceWindow], exclude: Sequence[int]) -> tuple[int | None, list[Clash]]:
     usage_rows = session.execute(
-        sa.select(Occurrence.bridge_id, Occurrence.setup_starts_at, Occurrence.ends_at,
-                  sa.func.count(Participation.id), Meeting.id, Meeting.title)
-        .join(Participation, Participation.occurrence_id == Occurrence.id)
+        sa.select(Occurrence.bridge_id, Occurrence.setup_starts_at, Occurrence.ends_at, Occurrence.ports,
+                  Meeting.id, Meeting.title)
         .join(Meeting, Occurrence.meeting_id == Meeting.id)
         .where(Occurrence.bridge_id.in_([b.id for b in bridges]), _holding(exclude),
-               _overlapping(Occurrence.setup_starts_at, Occurrence.ends_at, w))
-        .group_by(Occurrence.id, Occurrence.bridge_id, Occurrence.setup_starts_at, Occurrence.ends_at,
-                  Meeting.id, Meeting.title)).all()
+               _overlapping(Occurrence.setup_starts_at, Occurrence.ends_at, w))).all()
     by_bridge: dict[int, list[tuple]] = defaultdict(list)
     for row in usage_rows:
         by_bridge[row[0]].append(tuple(row))
@@ -407,6 +413,7 @@ def _choose_bridge(session: so.Session, w: Window, bridges: list[_Bridge], ports
 def reserve(session: so.Session, occurrence: Occurrence, plan: Plan) -> None:
     """Write what the plan holds onto the occurrence (its rooms, bridge and link loads)."""
     occurrence.bridge_id = plan.bridge_id
+    occurrence.ports = sum(1 for endpoint_id in plan.rooms.values() if endpoint_id is not None)
     if occurrence.id is None and occurrence in session:
         session.flush()  # a new occurrence gets its id: its rows then go in two statements, not ~300
     if occurrence.id is not None and not occurrence.participations:

@@ -81,6 +81,7 @@ class Occurrence(Base):
     status: so.Mapped[OccurrenceStatus] = so.mapped_column(
         _enum(OccurrenceStatus, "occurrence_status"), default=OccurrenceStatus.SCHEDULED)
     bridge_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("bridges.id"))
+    ports: so.Mapped[int] = so.mapped_column(default=0)  # bridge ports held: one per room (kept for clash checks)
     sequence: so.Mapped[int] = so.mapped_column(default=0)  # iCalendar SEQUENCE, raised on every change
 
     meeting: so.Mapped[Meeting] = so.relationship(back_populates="occurrences")

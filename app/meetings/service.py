@@ -171,13 +171,16 @@ def _validate(req: BookingRequest) -> None:
             raise Invalid("Times must carry a time zone.", {name: ["no time zone"]})
     if req.ends_at <= req.starts_at:
         errors["ends_at"] = ["must be after the start"]
+    elif req.ends_at - req.starts_at > booking.MAX_DURATION:
+        errors["ends_at"] = ["at most 12 hours after the start"]
     if not 0 <= req.setup_minutes <= 480:
         errors["setup_minutes"] = ["between 0 and 480 minutes"]
     if req.bitrate_kbps <= 0:
         errors["bitrate_kbps"] = ["must be positive"]
     if errors:
         first = next(iter(errors))
-        messages = {"title": "The meeting needs a title.", "ends_at": "The meeting must end after it starts.",
+        messages = {"title": "The meeting needs a title.",
+                    "ends_at": "The meeting must end after it starts, and last at most 12 hours.",
                     "setup_minutes": "The setup buffer is between 0 and 480 minutes.",
                     "bitrate_kbps": "The bitrate must be positive."}
         raise Invalid(messages[first], errors)
@@ -336,6 +339,8 @@ def _move_occurrence(session: so.Session, occurrence: Occurrence, starts_at: dt.
     _changeable(occurrence, now)
     if ends_at <= starts_at:
         raise Invalid("The meeting must end after it starts.", {"ends_at": ["must be after the start"]})
+    if ends_at - starts_at > booking.MAX_DURATION:
+        raise Invalid("A meeting lasts at most 12 hours.", {"ends_at": ["at most 12 hours after the start"]})
     meeting = occurrence.meeting
     shift, duration = starts_at - occurrence.starts_at, ends_at - starts_at
     moving = [occurrence]

@@ -54,6 +54,7 @@ def upgrade() -> None:
     sa.Column('setup_starts_at', app.db.UTCDateTime(), nullable=False),
     sa.Column('status', sa.Enum('draft', 'scheduled', 'in_progress', 'completed', 'cancelled', name='occurrence_status', native_enum=False, create_constraint=True, length=20), nullable=False),
     sa.Column('bridge_id', sa.Integer(), nullable=True),
+    sa.Column('ports', sa.Integer(), nullable=False),
     sa.Column('sequence', sa.Integer(), nullable=False),
     sa.CheckConstraint('ends_at > starts_at', name=op.f('ck_occurrences_ends_after_start')),
     sa.CheckConstraint('setup_starts_at <= starts_at', name=op.f('ck_occurrences_setup_before_start')),
