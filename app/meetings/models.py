@@ -52,7 +52,7 @@ class Meeting(Base):
     bitrate_kbps: so.Mapped[int] = so.mapped_column(default=2000)  # per site, before overhead
     rrule: so.Mapped[str] = so.mapped_column(sa.String(300), default="")  # RFC 5545 RRULE, empty when single
     sequence: so.Mapped[int] = so.mapped_column(default=0)  # SEQUENCE of the series' master event
-    conference_number: so.Mapped[str] = so.mapped_column(sa.String(20), default="")
+    conference_number: so.Mapped[str] = so.mapped_column(sa.String(20), default="", index=True)
     pin: so.Mapped[str] = so.mapped_column(sa.String(20), default="")
     split_from_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("meetings.id"))
     created_by_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id"))

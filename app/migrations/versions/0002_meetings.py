@@ -45,6 +45,9 @@ def upgrade() -> None:
     with op.batch_alter_table('meetings', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_meetings_host_site_id'), ['host_site_id'], unique=False)
 
+    with op.batch_alter_table('meetings', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_meetings_conference_number'), ['conference_number'], unique=False)
+
     op.create_table('occurrences',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('meeting_id', sa.Integer(), nullable=False),
