@@ -8,7 +8,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from flask import Flask, Response, abort, current_app, g, jsonify, render_template, request, session
+from flask import (
+    Flask,
+    Response,
+    abort,
+    current_app,
+    g,
+    has_request_context,
+    jsonify,
+    render_template,
+    request,
+    session,
+)
 from flask_babel import format_datetime, get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -85,6 +96,8 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _locale() -> str:
+    if not has_request_context():
+        return current_app.config["DEFAULT_LANGUAGE"]  # mail and CLI: the default language
     user = current_user
     if getattr(user, "is_authenticated", False) and user.language in LANGUAGES:
         return user.language

@@ -369,30 +369,40 @@ def _move_occurrence(session: so.Session, occurrence: Occurrence, starts_at: dt.
         plans.append((o, w, plan))
     if refused:
         raise BookingRefused(refused)
+    if following and (len(moving) == 1 or not meeting.rrule):
+        following = False  # "this and following" of the last one is just this one: an override
+    whole = following and moving[0] is meeting.occurrences[0]
     target = meeting
-    if following and len(moving) > 1 and moving[0] is not meeting.occurrences[0]:
-        target = split_series(session, meeting, occurrence)
+    if following and not whole:
+        target = split_series(session, meeting, occurrence, shift)
     for o, w, plan in plans:
         o.starts_at, o.ends_at, o.setup_starts_at = w.starts_at, w.ends_at, w.setup_starts_at
         o.sequence += 1
-        if following and target is not meeting:
-            o.recurrence_id = w.starts_at if o.recurrence_id else None
+        if following and o.recurrence_id is not None:
+            o.recurrence_id = w.starts_at  # the (new or moved) series' rule now yields this start
         if plan is not None:
             booking.reserve(session, o, plan)
-    if following and meeting.rrule and target is meeting:
-        # The whole series moved: its rule starts from the new first start.
-        for o in moving:
-            if o.recurrence_id is not None:
-                o.recurrence_id = o.starts_at
+    if whole:
+        meeting.rrule = _shift_until(meeting.rrule, shift)
         meeting.sequence += 1
     session.flush()
-    _notify(session, target, "request", [o.id for o in moving] if not following else None)
+    _notify(session, target, "request", None if following else [o.id for o in moving])
     if target is not meeting:
         _notify(session, meeting, "request")
     return target
 
 
-def split_series(session: so.Session, meeting: Meeting, occurrence: Occurrence) -> Meeting:
+def _shift_until(rule: str, shift: dt.timedelta) -> str:
+    """The same rule with its UNTIL moved by `shift`, so a moved series keeps its last occurrence."""
+    parts = _rule_parts(rule)
+    if "UNTIL" in parts:
+        until = dt.datetime.strptime(parts["UNTIL"], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC) + shift
+        parts["UNTIL"] = until.strftime("%Y%m%dT%H%M%SZ")
+    return _rule_text(parts)
+
+
+def split_series(session: so.Session, meeting: Meeting, occurrence: Occurrence,
+                 shift: dt.timedelta = dt.timedelta(0)) -> Meeting:
     """End the series before this occurrence (UNTIL) and start a new series, with its own UID, from it."""
     later = [o for o in meeting.occurrences if o.starts_at >= occurrence.starts_at]
     until = (occurrence.recurrence_id or occurrence.starts_at) - dt.timedelta(seconds=1)
@@ -403,7 +413,7 @@ def split_series(session: so.Session, meeting: Meeting, occurrence: Occurrence) 
     if count is not None:
         new_rule["COUNT"] = str(len(later))
     else:
-        new_rule["UNTIL"] = _rule_parts(meeting.rrule).get("UNTIL", "")
+        new_rule["UNTIL"] = _rule_parts(_shift_until(meeting.rrule, shift)).get("UNTIL", "")
     rule["UNTIL"] = until.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     new = Meeting(uid=f"{uuid.uuid4()}@vcops", title=meeting.title, chair=meeting.chair, host_site=meeting.host_site,
                   classification=meeting.classification, notes=meeting.notes, setup_minutes=meeting.setup_minutes,

@@ -198,3 +198,27 @@ def test_meetings_start_and_end_on_their_own(session, request_for, day):
     assert occurrence.status is OccurrenceStatus.IN_PROGRESS
     service.advance_lifecycle(session, now=occurrence.ends_at)
     assert occurrence.status is OccurrenceStatus.COMPLETED
+
+
+def test_moving_a_whole_date_ended_series_keeps_its_last_occurrence_in_the_rule(session, request_for, day):
+    meeting = service.book_meeting(session, request_for("Giao ban", ["TQ-NH"], recurrence=Recurrence(
+        Frequency.WEEKLY, until=day + dt.timedelta(days=14))))
+    first = meeting.occurrences[0]
+    later = first.starts_at + dt.timedelta(hours=2)
+    service.move_occurrence(session, first, later, later + dt.timedelta(hours=1), following=True)
+    from dateutil.rrule import rrulestr
+
+    rule = rrulestr(meeting.rrule, dtstart=meeting.occurrences[0].starts_at)
+    assert list(rule) == [o.starts_at for o in meeting.occurrences]
+    assert all(o.recurrence_id == o.starts_at for o in meeting.occurrences)
+
+
+def test_moving_the_last_occurrence_with_its_following_ones_moves_only_it(session, request_for, day):
+    meeting = service.book_meeting(session, request_for("Giao ban", ["TQ-NH"], recurrence=Recurrence(
+        Frequency.WEEKLY, count=3)))
+    last = meeting.occurrences[2]
+    original = last.starts_at
+    target = service.move_occurrence(session, last, original + dt.timedelta(hours=3),
+                                     original + dt.timedelta(hours=4), following=True)
+    assert target is meeting and meeting.rrule == "FREQ=WEEKLY;COUNT=3"
+    assert last.recurrence_id == original and last.sequence == 1

@@ -1,0 +1,230 @@
+"""A real SMTP server (aiosmtpd) and an app that commits for real, holding the demo province.
+
+The app is made once per module and backend (seeding the province is the slow part); each test books on
+weeks of its own, so the tests never clash with each other's meetings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import itertools
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import icalendar
+import pytest
+import sqlalchemy as sa
+from aiosmtpd.controller import Controller
+
+from app import create_app
+from app.db import commit_scope, db, utcnow
+from app.meetings import service
+from app.meetings.models import Meeting
+from app.meetings.service import BookingRequest
+from app.migrate import upgrade
+from app.queue import outbox
+from app.queue.models import OutboxMessage
+from app.sites.demo import seed
+from app.sites.models import Site
+from app.tasks import configure_queue
+from tests.conftest import BACKENDS, app_config
+
+LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
+_weeks = itertools.count(2)
+
+
+def local(day: dt.date, hhmm: str) -> dt.datetime:
+    h, m = map(int, hhmm.split(":"))
+    return dt.datetime.combine(day, dt.time(h, m), tzinfo=LOCAL)
+
+
+# ---------------------------------------------------------------- the SMTP server
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: EmailMessage
+
+
+@dataclass
+class Recorder:
+    """An aiosmtpd handler that keeps every message, or refuses recipients as told."""
+
+    received: list[Received] = field(default_factory=list)
+    refuse: dict[str, str] = field(default_factory=dict)  # address -> reply, e.g. "550 5.1.1 no such user"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any) -> str:
+        if address.lower() in self.refuse:
+            return self.refuse[address.lower()]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [r.message for r in self.received if address in r.rcpt_tos]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[tuple[Recorder, int]]:
+    recorder = Recorder()
+    port = _free_port()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield recorder, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp(smtp_server: tuple[Recorder, int]) -> Recorder:
+    recorder, _port = smtp_server
+    recorder.received.clear()
+    recorder.refuse.clear()
+    return recorder
+
+
+# ---------------------------------------------------------------- the app
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def province_app(request: pytest.FixtureRequest, databases: Any, tmp_path_factory: pytest.TempPathFactory,
+                 smtp_server: tuple[Recorder, int]) -> Any:
+    url = databases.new(request.param)
+    upgrade(url)
+    _recorder, port = smtp_server
+    app = create_app(app_config(tmp_path_factory.mktemp(f"calendar-{request.param}"), url, SMTP_HOST="127.0.0.1",
+                                SMTP_PORT=port, SMTP_STARTTLS=False, SMTP_TIMEOUT=10,
+                                BASE_URL="https://vcops.example.gov.vn"))
+    with app.app_context(), commit_scope() as session:
+        seed(session)
+    yield app
+    db.session.remove()
+    app.extensions["vcops_engine"].dispose()
+
+
+@pytest.fixture
+def mail_app(province_app: Any, smtp: Recorder) -> Iterator[Any]:
+    """The module's app, bound for this test (other fixtures rebind the shared session), SMTP settings reset."""
+    db.session.remove()
+    db.bind_to(province_app.extensions["vcops_engine"])
+    configure_queue(province_app)
+    saved = dict(province_app.config)
+    with province_app.app_context():
+        # What an earlier test left undone (a retry it did not run) is not this test's mail.
+        with commit_scope() as session:
+            session.execute(sa.update(OutboxMessage).where(OutboxMessage.done_at.is_(None))
+                            .values(done_at=utcnow()))
+        db.session.remove()
+        yield province_app
+        db.session.remove()
+    province_app.config.update(saved)
+
+
+@pytest.fixture
+def week() -> dt.date:
+    """A Monday of a week that no other test of the module books."""
+    start = dt.date.today() + dt.timedelta(weeks=next(_weeks) * 6)
+    return start + dt.timedelta(days=(7 - start.weekday()) % 7)
+
+
+def site_ids(codes: list[str]) -> list[int]:
+    return [db.session.scalar(sa.select(Site.id).where(Site.code == c)) for c in codes]
+
+
+def book(request: BookingRequest) -> int:
+    """Book and commit, as a request would; returns the meeting's id."""
+    with commit_scope() as session:
+        meeting = service.book_meeting(session, request)
+        meeting_id = meeting.id
+    db.session.remove()
+    return meeting_id
+
+
+def booking(title: str, codes: list[str], day: dt.date, start: str = "08:00", end: str = "09:00",
+            **kw: Any) -> BookingRequest:
+    [host] = site_ids(["TQ"])
+    return BookingRequest(title=title, host_site_id=host, site_ids=site_ids(codes), starts_at=local(day, start),
+                          ends_at=local(day, end), **kw)
+
+
+def change(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a meetings service change and commit it."""
+    with commit_scope() as session:
+        result = fn(session, *args, **kwargs)
+        result_id = getattr(result, "id", None)
+    db.session.remove()
+    return result_id
+
+
+def run_outbox() -> list[Exception]:
+    """Deliver every outbox message not done yet, as the worker would; returns the handlers' errors."""
+    errors = []
+    ids = list(db.session.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.done_at.is_(None))
+                                  .order_by(OutboxMessage.id)))
+    db.session.remove()
+    for message_id in ids:
+        try:
+            outbox.deliver(message_id)
+        except Exception as exc:
+            errors.append(exc)
+        db.session.remove()
+    return errors
+
+
+def meeting(meeting_id: int) -> Meeting:
+    return db.session.get(Meeting, meeting_id)
+
+
+def invite_of(message: EmailMessage) -> tuple[EmailMessage, bytes]:
+    """The text/calendar part of a mail and its exact bytes."""
+    parts = [p for p in message.walk() if p.get_content_type() == "text/calendar"]
+    assert len(parts) == 1, [p.get_content_type() for p in message.walk()]
+    return parts[0], parts[0].get_payload(decode=True)
+
+
+def calendar_of(message: EmailMessage) -> icalendar.Calendar:
+    return icalendar.Calendar.from_ical(invite_of(message)[1])
+
+
+def events(cal: icalendar.Calendar) -> list[icalendar.Event]:
+    return list(cal.walk("VEVENT"))
+
+
+# ---------------------------------------------------------------- the shared, rolled-back app
+
+def setup(app: Any, fn: Any) -> Any:
+    """Run fn(session) in an app context of its own and commit it (into the test's outer transaction)."""
+    with app.app_context():
+        with commit_scope() as session:
+            result = fn(session)
+        db.session.remove()
+        return result
+
+
+def booked(session: Any, title: str, codes: list[str], day: dt.date, start: str = "08:00", end: str = "09:00",
+           **kw: Any) -> Meeting:
+    host = session.scalar(sa.select(Site.id).where(Site.code == "TQ"))
+    ids = [session.scalar(sa.select(Site.id).where(Site.code == c)) for c in codes]
+    return service.book_meeting(session, BookingRequest(title=title, host_site_id=host, site_ids=ids,
+                                                        starts_at=local(day, start), ends_at=local(day, end), **kw))
+
+
+def participation_of(meeting: Meeting, code: str) -> Any:
+    return next(p for p in meeting.occurrences[0].participations if p.site.code == code)
