@@ -30,6 +30,8 @@ _actor: contextvars.ContextVar[Actor] = contextvars.ContextVar("audit_actor", de
 
 # Columns never copied into the log: secrets and hashes of secrets, and derived columns (a site's path).
 _SECRET_COLUMNS = {"password_hash", "token_hash", "path"}
+# Columns whose changes alone are not worth an entry (every login would otherwise log an update).
+_QUIET_COLUMNS = {"last_login_at"}
 _AUDITED: set[type] = set()
 
 
@@ -100,7 +102,7 @@ def _after_flush(session: so.Session, _ctx: Any) -> None:
     for obj in session.dirty:
         if type(obj) in _AUDITED and session.is_modified(obj, include_collections=False):
             before, after = _snapshot(obj, before=True), _snapshot(obj, before=False)
-            changed = {k for k in after if before.get(k) != after.get(k)}
+            changed = {k for k in after if before.get(k) != after.get(k)} - _QUIET_COLUMNS
             if changed:
                 add(obj, "update", {k: before[k] for k in changed}, {k: after[k] for k in changed})
     for obj in session.deleted:
@@ -128,3 +130,58 @@ def install(sessionmaker: so.sessionmaker[so.Session]) -> None:
         audited(cls)
     if not sa.event.contains(sessionmaker, "after_flush", _after_flush):
         sa.event.listen(sessionmaker, "after_flush", _after_flush)
+
+
+# ---------------------------------------------------------------- browsing the log
+
+# Shown nowhere even if a caller of record() passed one: the log is read by people, not only machines.
+_HIDDEN_KEYS = _SECRET_COLUMNS | {"password", "secret", "token"}
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    object_type: str = ""
+    actor: str = ""  # part of the actor's label (an email, "cli", "worker")
+    action: str = ""
+    object_id: str = ""
+    since: dt.datetime | None = None  # aware; entries at or after
+    until: dt.datetime | None = None  # aware; entries strictly before
+
+
+def audit_query(f: AuditFilter) -> sa.Select[tuple[AuditEntry]]:
+    """The entries matching the filter, newest first."""
+    stmt = sa.select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+    if f.object_type:
+        stmt = stmt.where(AuditEntry.object_type == f.object_type)
+    if f.actor.strip():
+        stmt = stmt.where(AuditEntry.actor.ilike(f"%{f.actor.strip()}%"))
+    if f.action:
+        stmt = stmt.where(AuditEntry.action == f.action)
+    if f.object_id.strip():
+        stmt = stmt.where(AuditEntry.object_id == f.object_id.strip())
+    if f.since is not None:
+        stmt = stmt.where(AuditEntry.at >= f.since)
+    if f.until is not None:
+        stmt = stmt.where(AuditEntry.at < f.until)
+    return stmt
+
+
+def known_values(session: so.Session) -> tuple[list[str], list[str]]:
+    """The object types and actions present in the log, for the filter's choices."""
+    types = session.scalars(sa.select(AuditEntry.object_type).distinct().order_by(AuditEntry.object_type)).all()
+    actions = session.scalars(sa.select(AuditEntry.action).distinct().order_by(AuditEntry.action)).all()
+    return list(types), list(actions)
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str
+    before: Any
+    after: Any
+
+
+def changes_of(entry: AuditEntry) -> list[FieldChange]:
+    """The entry's fields with their values before and after, secrets left out."""
+    before, after = entry.before or {}, entry.after or {}
+    keys = sorted((set(before) | set(after)) - _HIDDEN_KEYS)
+    return [FieldChange(k, before.get(k), after.get(k)) for k in keys]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import gettext as _
 
 from app.auth import audit
 from app.auth.models import ApiToken, Role, User
@@ -119,3 +121,109 @@ def get_user(session: so.Session, email: str) -> User:
     if user is None:
         raise NotFound(f"No user with email {email}.")
     return user
+
+
+# ---------------------------------------------------------------- users admin and own account
+# Messages below are gettext msgids: the forms show them next to the fields, in the user's language.
+
+
+@dataclass(frozen=True)
+class UserFilter:
+    q: str = ""  # part of the email or the name
+    role: str = ""
+
+
+def user_query(f: UserFilter) -> sa.Select[tuple[User]]:
+    stmt = sa.select(User).order_by(User.email)
+    if f.q.strip():
+        like = f"%{f.q.strip()}%"
+        stmt = stmt.where(sa.or_(User.email.ilike(like), User.name.ilike(like)))
+    if f.role:
+        try:
+            stmt = stmt.where(User.role == Role(f.role))
+        except ValueError as exc:
+            raise Invalid(_("Unknown role %(role)s.", role=f.role), {"role": [_("unknown role")]}) from exc
+    return stmt
+
+
+def get_user_by_id(session: so.Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(_("No user with id %(id)s.", id=user_id))
+    return user
+
+
+def _site_by_code(session: so.Session, site_code: str) -> Site:
+    site = session.scalar(sa.select(Site).where(Site.code == site_code.strip()))
+    if site is None:
+        raise Invalid(_("No site with code %(code)s.", code=site_code), {"site": [_("no such site")]})
+    return site
+
+
+def update_user(session: so.Session, user: User, *, name: str, role: Role | str, site_code: str | None,
+                active: bool, by: User | None) -> User:
+    """Change a user's name, role, site and active flag, as `by` (None: the command line).
+
+    An admin may not demote or deactivate themself (they would lock themselves out mid-session), and
+    the last active admin may not be demoted or deactivated by anyone (nobody could manage users).
+    """
+    try:
+        role = Role(role)
+    except ValueError as exc:
+        raise Invalid(_("Unknown role %(role)s.", role=role), {"role": [_("unknown role")]}) from exc
+    site = _site_by_code(session, site_code) if site_code and site_code.strip() else None
+    if role is Role.SITE_STAFF and site is None:
+        raise Invalid(_("A site staff user must belong to a site."), {"site": [_("required for site staff")]})
+    loses_admin = user.role is Role.ADMIN and user.active and (role is not Role.ADMIN or not active)
+    if loses_admin and by is not None and by.id == user.id:
+        fields = {}
+        if role is not Role.ADMIN:
+            fields["role"] = [_("you cannot demote yourself")]
+        if not active:
+            fields["active"] = [_("you cannot deactivate yourself")]
+        raise Invalid(_("You cannot demote or deactivate yourself; ask another admin."), fields, code="self")
+    if loses_admin:
+        # Lock the active admins' rows so that two admins demoting each other at once cannot both succeed.
+        others = session.scalars(sa.select(User.id).where(
+            User.role == Role.ADMIN, User.active.is_(True), User.id != user.id).with_for_update()).all()
+        if not others:
+            raise Conflict(_("%(email)s is the last active admin; make another user admin first.",
+                             email=user.email),
+                           {"role" if role is not Role.ADMIN else "active": [_("last active admin")]},
+                           code="last_admin")
+    user.name = name.strip()
+    user.role = role
+    user.site = site
+    user.active = active
+    session.flush()
+    return user
+
+
+def change_own_password(session: so.Session, user: User, current: str, new: str) -> None:
+    """A user changes their own password; the current one proves it is them at the keyboard."""
+    try:
+        _hasher.verify(user.password_hash or _DUMMY_HASH, current)
+    except (VerificationError, InvalidHashError) as exc:
+        raise Invalid(_("The current password is wrong."),
+                      {"current_password": [_("wrong password")]}) from exc
+    _set_password_recorded(session, user, new, "password_change", "new_password")
+
+
+def reset_password(session: so.Session, user: User, new: str) -> None:
+    """An admin sets a new password for a user (who forgot theirs)."""
+    _set_password_recorded(session, user, new, "password_reset", "password")
+
+
+def _set_password_recorded(session: so.Session, user: User, new: str, action: str, field: str) -> None:
+    if len(new) < MIN_PASSWORD_LENGTH:
+        raise Invalid(_("The password must have at least %(n)s characters.", n=MIN_PASSWORD_LENGTH),
+                      {field: [_("at least %(n)s characters", n=MIN_PASSWORD_LENGTH)]})
+    set_password(user, new)
+    # The hash is never logged, so the change would leave no trace without this entry.
+    audit.record(session, action, "User", str(user.id), user.email)
+
+
+def tokens_of(session: so.Session, user: User) -> list[ApiToken]:
+    return list(session.scalars(
+        sa.select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.created_at.desc(),
+                                                                         ApiToken.id.desc())))
