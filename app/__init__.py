@@ -28,6 +28,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.queue import outbox
     from app.tasks import configure_queue
 
+    if app.config["PROXY_COUNT"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     db.init_app(app)
     audit.install(db.sessionmaker)
     outbox.install(db.sessionmaker)

@@ -23,7 +23,10 @@ def _app_scope(actor: str = "cli") -> Iterator[Flask]:
     from app import create_app
     from app.auth.audit import Actor, reset_actor, set_actor
 
-    app = create_app()
+    try:
+        app = create_app()
+    except RuntimeError as exc:  # a setting that cannot be read: say which, without a traceback
+        raise click.ClickException(str(exc)) from exc
     with app.app_context():
         token = set_actor(Actor(None, actor))
         try:
@@ -130,8 +133,22 @@ def token_create(email: str, name: str) -> None:
     from app.db import commit_scope
 
     with _app_scope(), commit_scope() as session:
-        _, secret = create_token(session, get_user(session, email), name)
+        token, secret = create_token(session, get_user(session, email), name)
+    click.echo(f"token {token.id} created for {email}; it is shown only now:", err=True)
     click.echo(secret)
+
+
+@token.command("list")
+@click.argument("email")
+def token_list(email: str) -> None:
+    """List a user's API tokens (id, name, start of the secret, state)."""
+    from app.auth.service import get_user, tokens_of
+    from app.db import db as database
+
+    with _app_scope():
+        for t in tokens_of(database.session, get_user(database.session, email)):
+            state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M} UTC" if t.revoked_at else "active"
+            click.echo(f"{t.id}\t{t.name}\t{t.prefix}…\t{state}")
 
 
 @token.command("revoke")

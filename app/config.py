@@ -46,6 +46,8 @@ SETTINGS: list[Setting] = [
     Setting("TIMEZONE", "Asia/Ho_Chi_Minh", "Time zone in which times are shown; they are stored in UTC."),
     Setting("PAGE_SIZE", 25, "Rows per page in lists.", int),
     Setting("LOG_LEVEL", "INFO", "Logging level."),
+    Setting("PROXY_COUNT", 0, "Reverse proxies in front of the app whose X-Forwarded-* headers are trusted "
+            "(for client addresses in rate limits and https links).", int),
     Setting("SMTP_HOST", "", "SMTP server for invitations; empty writes each mail as an .eml file to "
             "INSTANCE_PATH/outbox/ instead."),
     Setting("SMTP_PORT", 587, "SMTP port.", int),
@@ -73,6 +75,11 @@ def _parse(kind: type, raw: str) -> Any:
         if value in {"0", "false", "no", "off", ""}:
             return False
         raise ValueError(f"expected true/false, got {raw!r}")
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {raw!r}") from None
     return kind(raw)
 
 

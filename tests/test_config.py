@@ -1,0 +1,140 @@
+"""Settings come from VCOPS_* variables with safe embedded defaults, and the README lists every one of them."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from app import create_app
+from app.config import PROJECT_ROOT, SETTINGS, Setting, load_config
+
+README = PROJECT_ROOT / "README.md"
+
+
+def _readme_default(setting: Setting) -> str:
+    value = setting.default
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if value == "":
+        return "(empty)"
+    if isinstance(value, str) and value.startswith(str(PROJECT_ROOT)):
+        # The default is absolute inside the checkout; the README names it relative to the checkout.
+        return f"`./{Path(value).relative_to(PROJECT_ROOT)}`"
+    return f"`{value}`"
+
+
+def settings_table() -> str:
+    """The README's settings table, as generated from app/config.py SETTINGS."""
+    rows = ["| Variable | Default | What it does |", "| --- | --- | --- |"]
+    for setting in SETTINGS:
+        meaning = setting.help.replace("|", r"\|")
+        rows.append(f"| `VCOPS_{setting.key}` | {_readme_default(setting)} | {meaning} |")
+    return "\n".join(rows)
+
+
+def test_readme_lists_every_setting_with_its_default():
+    table = settings_table()
+    assert table in README.read_text(encoding="utf-8"), (
+        "README.md's settings table is out of date; replace it with the table below, which "
+        "`PYTHONPATH=. .venv/bin/python -c 'from tests.test_config import settings_table as t; print(t())'` "
+        "also prints:\n\n" + table)
+
+
+def test_readme_lists_no_setting_that_does_not_exist():
+    listed = {line.split("`")[1] for line in README.read_text(encoding="utf-8").splitlines()
+              if line.startswith("| `VCOPS_")}
+    assert listed == {f"VCOPS_{s.key}" for s in SETTINGS}
+
+
+def test_a_port_that_is_not_a_number_is_refused_naming_the_variable(tmp_path):
+    with pytest.raises(RuntimeError) as error:
+        load_config(environ={"VCOPS_INSTANCE_PATH": str(tmp_path), "VCOPS_PORT": "abc"})
+    assert "VCOPS_PORT" in str(error.value)
+    assert "abc" in str(error.value)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("1", True), ("true", True), ("Yes", True), ("ON", True),
+    ("0", False), ("false", False), ("no", False), ("off", False), ("", False),
+])
+def test_booleans_accept_the_usual_spellings(tmp_path, raw, expected):
+    config = load_config(environ={"VCOPS_INSTANCE_PATH": str(tmp_path), "VCOPS_EMBEDDED_WORKER": raw})
+    assert config["EMBEDDED_WORKER"] is expected
+
+
+def test_a_boolean_that_is_neither_true_nor_false_is_refused_naming_the_variable(tmp_path):
+    with pytest.raises(RuntimeError, match="VCOPS_EMBEDDED_WORKER.*maybe"):
+        load_config(environ={"VCOPS_INSTANCE_PATH": str(tmp_path), "VCOPS_EMBEDDED_WORKER": "maybe"})
+
+
+def test_numbers_and_text_are_read_from_the_environment(tmp_path):
+    config = load_config(environ={"VCOPS_INSTANCE_PATH": str(tmp_path), "VCOPS_PORT": "8080",
+                                  "VCOPS_REDIS_URL": "redis://127.0.0.1:6379/3"})
+    assert config["PORT"] == 8080
+    assert config["REDIS_URL"] == "redis://127.0.0.1:6379/3"
+    assert config["RATELIMIT_STORAGE_URI"] == "redis://127.0.0.1:6379/3"
+
+
+def test_the_embedded_defaults_keep_everything_in_the_instance_folder(tmp_path):
+    instance = tmp_path / "instance"
+    config = load_config(environ={"VCOPS_INSTANCE_PATH": str(instance)})
+    assert config["DATABASE_URL"] == f"sqlite:///{instance / 'vcops.db'}"
+    assert config["REDIS_URL"] == ""
+    assert config["RATELIMIT_STORAGE_URI"] == "memory://"
+    assert config["PORT"] == 5000
+    assert config["DEFAULT_LANGUAGE"] == "vi"
+    assert config["TIMEZONE"] == "Asia/Ho_Chi_Minh"
+    assert instance.is_dir()
+
+
+def test_the_generated_secret_key_is_private_to_its_owner_and_survives_a_restart(tmp_path):
+    first = load_config(environ={"VCOPS_INSTANCE_PATH": str(tmp_path)})["SECRET_KEY"]
+    key_file = tmp_path / "secret_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert len(first) >= 32
+    assert load_config(environ={"VCOPS_INSTANCE_PATH": str(tmp_path)})["SECRET_KEY"] == first
+
+
+def test_a_secret_key_from_the_environment_is_used_and_no_key_file_is_written(tmp_path):
+    config = load_config(environ={"VCOPS_INSTANCE_PATH": str(tmp_path), "VCOPS_SECRET_KEY": "from-env"})
+    assert config["SECRET_KEY"] == "from-env"
+    assert not (tmp_path / "secret_key").exists()
+
+
+def test_an_https_base_url_makes_the_cookies_secure(tmp_path):
+    config = load_config(environ={"VCOPS_INSTANCE_PATH": str(tmp_path), "VCOPS_BASE_URL": "https://vcops.example"})
+    assert config["SESSION_COOKIE_SECURE"] is True
+    assert config["REMEMBER_COOKIE_SECURE"] is True
+
+
+def test_a_plain_http_base_url_keeps_cookies_usable_on_the_embedded_server(tmp_path):
+    config = load_config(environ={"VCOPS_INSTANCE_PATH": str(tmp_path)})
+    assert config["SESSION_COOKIE_SECURE"] is False
+    assert config["SESSION_COOKIE_HTTPONLY"] is True
+
+
+def test_explicit_overrides_win_over_the_environment(tmp_path):
+    config = load_config({"PORT": 6000}, environ={"VCOPS_INSTANCE_PATH": str(tmp_path), "VCOPS_PORT": "7000"})
+    assert config["PORT"] == 6000
+
+
+def test_the_app_without_test_config_is_not_in_testing_mode(tmp_path, monkeypatch):
+    for setting in SETTINGS:
+        monkeypatch.delenv(f"VCOPS_{setting.key}", raising=False)
+    monkeypatch.setenv("VCOPS_INSTANCE_PATH", str(tmp_path))
+    app = create_app()
+    try:
+        assert not app.testing
+        assert app.config["DATABASE_URL"] == f"sqlite:///{tmp_path / 'vcops.db'}"
+    finally:
+        app.extensions["vcops_engine"].dispose()
+
+
+def test_the_app_with_test_config_is_in_testing_mode(tmp_path):
+    app = create_app({"TESTING": True, "INSTANCE_PATH": str(tmp_path)})
+    try:
+        assert app.testing
+    finally:
+        app.extensions["vcops_engine"].dispose()
