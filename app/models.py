@@ -3,6 +3,8 @@
 
 def load_all() -> None:
     import app.auth.models
+    import app.calendar.models
+    import app.meetings.agenda_models
     import app.meetings.models
     import app.queue.models
     import app.sites.models  # noqa: F401

@@ -102,6 +102,18 @@ def advance_meetings() -> None:
     _in_app(advance)
 
 
+@huey.periodic_task(crontab(minute="17", hour="2"))
+def sweep_document_files() -> None:
+    """Remove document files that no row refers to (left by a crash between a commit and a delete)."""
+    from app.meetings.agenda import sweep_orphan_files
+
+    def sweep() -> None:
+        with commit_scope() as session:
+            sweep_orphan_files(session)
+
+    _in_app(sweep)
+
+
 def last_check_in() -> dt.datetime | None:
     return db.session.scalar(sa.select(sa.func.max(WorkerCheckin.seen_at)))
 

@@ -1,5 +1,170 @@
-"""The meetings' JSON API under /api/v1/meetings. (Filled in by the meetings API work.)"""
+"""The meetings' JSON API under /api/v1/meetings: list, show, book, move, cancel, schedule a draft, availability.
 
+Thin views, as in app.sites.api: the schemas (app.meetings.schemas) parse, app.meetings.service changes,
+app.meetings.queries and app.meetings.availability read, the request's commit point commits. A refused
+booking (or move, or scheduling) answers 409 in the one error format, with every clash of every occurrence
+in `error.fields.clashes`: [{"starts_at", "clashes": [{"kind", "resource", "message", "meeting_id",
+"meeting_title"}]}]. Times are ISO 8601 with an offset (see app.meetings.schemas). Site staff (whose role
+has meetings.attend) list and read only the meetings their site takes part in, and confirm their site's
+attendance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from flask import abort, current_app, url_for
+from flask.views import MethodView
+from flask_login import current_user
 from flask_smorest import Blueprint
 
-blueprints: list[Blueprint] = []
+from app.auth.permissions import login_required_only, require, role_can
+from app.db import db
+from app.errors import Invalid
+from app.meetings import queries, schemas, service
+from app.meetings.availability import Availability, WorkingHours, check_availability
+from app.meetings.models import Meeting, Participation
+from app.meetings.service import BookingRequest, Recurrence
+from app.sites.api import ApiBlueprint
+
+Args = dict[str, Any]
+
+meetings = ApiBlueprint("meetings", "Meetings: booking with clash checks, series, moves, cancellations, availability.")
+
+
+def _viewer_site() -> int | None:
+    """Staff see every meeting, site staff their own site's (None: no limit); other roles none."""
+    if not (role_can(current_user.role, "meetings.view") or role_can(current_user.role, "meetings.attend")):
+        abort(403)
+    return queries.own_site_id(current_user)
+
+
+def _booking_request(data: Args) -> BookingRequest:
+    data = dict(data)
+    rooms = {r["site_id"]: r["endpoint_id"] for r in data.pop("rooms", [])}
+    recurrence = data.pop("recurrence", None)
+    data.pop("suggestions", None)
+    host = data.pop("host_site_id", None) or queries.default_host_id(db.session)
+    if host is None:
+        raise Invalid("There is no site to host the meeting.", {"host_site_id": ["required"]})
+    return BookingRequest(title=data.pop("title", ""), host_site_id=host, rooms=rooms,
+                          recurrence=Recurrence(**recurrence) if recurrence else None, **data)
+
+
+def _listed(meeting: Meeting, summary: queries.Summary) -> Args:
+    return {"id": meeting.id, "uid": meeting.uid, "title": meeting.title, "chair": meeting.chair,
+            "host_site_id": meeting.host_site_id, "host_site_code": meeting.host_site.code,
+            "classification": meeting.classification, "rrule": meeting.rrule, "occurrence_count": summary.count,
+            "next_occurrence": summary.next}
+
+
+def _shown(meeting: Meeting) -> Meeting:
+    return queries.meeting_with_details(db.session, meeting)
+
+
+@meetings.route("", endpoint="collection")
+class MeetingCollection(MethodView):
+    @login_required_only
+    @meetings.arguments(schemas.MeetingQuery, location="query")
+    @meetings.response(200, schemas.MeetingPage)
+    @meetings.fails(404, 422)
+    def get(self, args: Args) -> Args:
+        """List meetings, those still to come first (soonest first): search, status, a subtree, a site."""
+        f = queries.MeetingFilter(q=args.get("q", "").strip(), status=args["status"].value if "status" in args
+                                  else "", within=args.get("within"), site_id=args.get("site_id"),
+                                  viewer_site_id=_viewer_site())
+        stmt = queries.meeting_query(db.session, f)
+        page, size = args["page"], args["page_size"]
+        total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))
+        items = list(db.session.scalars(stmt.limit(size).offset((page - 1) * size)))
+        found = queries.summaries(db.session, items)
+        return {"items": [_listed(m, found[m.id]) for m in items], "total": total, "page": page, "page_size": size}
+
+    @require("meetings.book")
+    @meetings.arguments(schemas.BookingIn)
+    @meetings.response(201, schemas.MeetingOut)
+    @meetings.fails(404, 409, 422)
+    def post(self, data: Args) -> tuple[Any, int, dict[str, str]]:
+        """Book a meeting (or a series, or a draft); 409 with every clash of every occurrence when refused."""
+        meeting = service.book_meeting(db.session, _booking_request(data), created_by_id=current_user.id)
+        return _shown(meeting), 201, {"Location": url_for(".item", meeting_id=meeting.id)}
+
+
+@meetings.route("/<int:meeting_id>", endpoint="item")
+class MeetingItem(MethodView):
+    @login_required_only
+    @meetings.response(200, schemas.MeetingOut)
+    @meetings.fails(404)
+    def get(self, meeting_id: int) -> Meeting:
+        """Show a meeting with its occurrences, each with its sites, rooms, bridge and attendance."""
+        _viewer_site()
+        return _shown(queries.visible_meeting(db.session, current_user, meeting_id))
+
+
+@meetings.route("/<int:meeting_id>/cancel", methods=["POST"], endpoint="cancel")
+@require("meetings.book")
+@meetings.arguments(schemas.Empty)
+@meetings.response(200, schemas.MeetingOut)
+@meetings.fails(404, 409, 422)
+def cancel_meeting(_data: Args, meeting_id: int) -> Meeting:
+    """Cancel every occurrence still to come; the sites receive a cancellation."""
+    return _shown(service.cancel_meeting(db.session, service.get_meeting(db.session, meeting_id)))
+
+
+@meetings.route("/<int:meeting_id>/schedule", methods=["POST"], endpoint="schedule")
+@require("meetings.book")
+@meetings.arguments(schemas.Empty)
+@meetings.response(200, schemas.MeetingOut)
+@meetings.fails(404, 409, 422)
+def schedule_draft(_data: Args, meeting_id: int) -> Meeting:
+    """Check a draft's occurrences and make them hold their resources; 409 with the clashes when refused."""
+    return _shown(service.schedule_draft(db.session, service.get_meeting(db.session, meeting_id)))
+
+
+@meetings.route("/occurrences/<int:occurrence_id>/move", methods=["POST"], endpoint="move_occurrence")
+@require("meetings.book")
+@meetings.arguments(schemas.MoveIn)
+@meetings.response(200, schemas.MeetingOut)
+@meetings.fails(404, 409, 422)
+def move_occurrence(data: Args, occurrence_id: int) -> Meeting:
+    """Move one occurrence, or it and all later ones (answered with the new series, which has its own UID)."""
+    occurrence = service.get_occurrence(db.session, occurrence_id)
+    return _shown(service.move_occurrence(db.session, occurrence, data["starts_at"], data["ends_at"],
+                                          following=data["following"]))
+
+
+@meetings.route("/occurrences/<int:occurrence_id>/cancel", methods=["POST"], endpoint="cancel_occurrence")
+@require("meetings.book")
+@meetings.arguments(schemas.CancelIn)
+@meetings.response(200, schemas.MeetingOut)
+@meetings.fails(404, 409, 422)
+def cancel_occurrence(data: Args, occurrence_id: int) -> Meeting:
+    """Cancel one occurrence, or it and all later ones (the series then ends before it)."""
+    occurrence = service.get_occurrence(db.session, occurrence_id)
+    return _shown(service.cancel_occurrence(db.session, occurrence, following=data["following"]))
+
+
+@meetings.route("/participations/<int:participation_id>/confirm", methods=["POST"], endpoint="confirm")
+@require("meetings.attend")
+@meetings.arguments(schemas.Empty)
+@meetings.response(200, schemas.ParticipationOut)
+@meetings.fails(404, 409, 422)
+def confirm_attendance(_data: Args, participation_id: int) -> Participation:
+    """Confirm that a site attends one occurrence (site staff: their own site only)."""
+    return queries.confirm_attendance(db.session, current_user, participation_id)
+
+
+@meetings.route("/availability", methods=["POST"], endpoint="availability")
+@require("meetings.view")
+@meetings.arguments(schemas.AvailabilityIn)
+@meetings.response(200, schemas.AvailabilityOut)
+@meetings.fails(404, 422)
+def availability(data: Args) -> Availability:
+    """What a proposed meeting finds free or taken (rooms, bridge ports, link bandwidth at the peak), and the
+    next free slots within working hours."""
+    return check_availability(db.session, _booking_request({**data, "title": ""}),
+                              WorkingHours.from_settings(current_app.config), count=data["suggestions"])
+
+
+blueprints: list[Blueprint] = [meetings]
