@@ -49,7 +49,6 @@ def init_app(app: Flask) -> None:
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.user_loader(_load_user)
-    login_manager.request_loader(_load_user_from_token)
     login_manager.session_protection = "strong"
 
     app.config.setdefault("API_TITLE", "VCOps API")
@@ -114,16 +113,20 @@ def _load_user(user_id: str) -> User | None:
     return user if user is not None and user.active else None
 
 
-def _load_user_from_token(req: Any) -> User | None:
-    header = req.headers.get("Authorization", "")
+def _authenticate_bearer() -> None:
+    """A request with a bearer token is that token's user, whatever cookie came with it (no session is read)."""
+    header = request.headers.get("Authorization", "")
+    if not header:
+        return
     if not header.startswith("Bearer "):
-        return None
+        abort(401, description="Use 'Authorization: Bearer <token>'.")
     from app.auth.service import user_for_token
 
     user = user_for_token(db.session, header[len("Bearer "):].strip())
-    if user is not None:
-        g.token_auth = True
-    return user
+    if user is None:
+        abort(401, description="The API token is unknown or revoked.")
+    g._login_user = user  # where Flask-Login keeps the request's user
+    g.token_auth = True
 
 
 def _before_request() -> Response | None:
@@ -138,11 +141,7 @@ def _before_request() -> Response | None:
         abort(403)
     if rule.kind == "public":
         return None
-    header = request.headers.get("Authorization", "")
-    if header and not header.startswith("Bearer "):
-        abort(401, description="Use 'Authorization: Bearer <token>'.")
-    if header and not getattr(g, "token_auth", False) and not current_user.is_authenticated:
-        abort(401, description="The API token is unknown or revoked.")
+    _authenticate_bearer()
     if not current_user.is_authenticated:
         if wants_json():
             abort(401, description="Log in, or send an API token as 'Authorization: Bearer <token>'.")
@@ -215,7 +214,11 @@ def _http_error(error: HTTPException) -> Response | HTTPException:
     code = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
             405: "method_not_allowed", 409: "conflict", 413: "too_large", 422: "validation_error",
             429: "too_many_requests"}.get(error.code, "error")
-    response = _error_response(error.code, code, error.description or error.name)
+    message = error.description or error.name
+    if error.code == 413:
+        limit = current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
+        message = _("The upload is larger than the %(limit)s MB the server accepts.", limit=limit)
+    response = _error_response(error.code, code, message)
     if error.code == 401 and wants_json():
         response.headers["WWW-Authenticate"] = "Bearer"
     return response

@@ -16,7 +16,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from argon2 import PasswordHasher
+from flask import g, request_started
 
+import app.auth.service as auth_service
 from app import create_app
 from app.auth.models import Role
 from app.auth.service import create_token, create_user
@@ -25,6 +28,11 @@ from app.migrate import upgrade
 from app.tasks import configure_queue
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# Argon2 at its production cost makes every login in the suite take a tenth of a second or more; the tests
+# check how passwords are used, not the cost, so they hash cheaply.
+auth_service._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+auth_service._DUMMY_HASH = auth_service._hasher.hash("not a password of anyone")
 PG_ADMIN_URL = os.environ.get("VCOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "correct horse battery"
 BACKENDS = ["sqlite", "postgresql"]
@@ -150,9 +158,18 @@ def app(base_app: Any) -> Iterator[Any]:
 
     with base_app.app_context():
         limiter.reset()
+
+    def forget_user(_sender: Any, **_extra: Any) -> None:
+        # Requests made while the `session` fixture's app context is pushed share its `g`, where Flask-Login
+        # keeps the user it loaded: forget it, so each request finds its own user (or none).
+        for name in ("_login_user", "token_auth"):
+            g.pop(name, None)
+
+    request_started.connect(forget_user, base_app)
     try:
         yield base_app
     finally:
+        request_started.disconnect(forget_user, base_app)
         db.session.remove()
         outer.rollback()
         connection.close()

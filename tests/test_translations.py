@@ -16,7 +16,8 @@ def _extracted() -> dict[str, str]:
     found: dict[str, str] = {}
     for folder in ("app", "templates"):
         for filename, _lineno, message, _comments, _context in extract_from_dir(
-                str(ROOT / folder), method_map=[("**.py", "python"), ("**.html", "jinja2"), ("**.txt", "jinja2")], keywords=KEYWORDS):
+                str(ROOT / folder), keywords=KEYWORDS,
+                method_map=[("**.py", "python"), ("**.html", "jinja2"), ("**.txt", "jinja2")]):
             for msgid in message if isinstance(message, tuple) else (message,):
                 if msgid:
                     found.setdefault(msgid, f"{folder}/{filename}")
