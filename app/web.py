@@ -97,6 +97,9 @@ def _register_blueprints(app: Flask) -> None:
 def _locale() -> str:
     if not has_request_context():
         return current_app.config["DEFAULT_LANGUAGE"]  # mail and CLI: the default language
+    if request.path.startswith("/api/") and request.accept_languages:
+        # API clients say what they read; the interface language of a user is for pages.
+        return request.accept_languages.best_match(LANGUAGES) or current_app.config["DEFAULT_LANGUAGE"]
     user = current_user
     if getattr(user, "is_authenticated", False) and user.language in LANGUAGES:
         return user.language
@@ -224,8 +227,9 @@ def _http_error(error: HTTPException) -> Response | HTTPException:
     return response
 
 
-def localtime(value: dt.datetime | None, fmt: str = "short") -> str:
-    """Show a stored UTC time in the configured zone (Asia/Ho_Chi_Minh)."""
+def localtime(value: dt.datetime | None, fmt: str = "dd/MM/yyyy HH:mm") -> str:
+    """Show a stored UTC time in the configured zone (Asia/Ho_Chi_Minh), day first and on a 24-hour clock,
+    as Vietnamese offices write it, in either language."""
     if value is None:
         return ""
     return format_datetime(value, fmt)

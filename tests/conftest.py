@@ -113,6 +113,8 @@ def app_config(tmp: Path, database_url: str, **overrides: Any) -> dict[str, Any]
         "RATELIMIT_STORAGE_URI": "memory://",
         "REDIS_URL": "",
         "EMBEDDED_WORKER": False,
+        # Tests read messages in English (the msgids); tests of the Vietnamese default set "vi" themselves.
+        "DEFAULT_LANGUAGE": "en",
     }
     config.update(overrides)
     return config

@@ -37,9 +37,17 @@ def test_every_interface_string_has_a_vietnamese_translation():
     assert not missing, "untranslated strings (run `make translations` and translate):\n" + "\n".join(missing)
 
 
-def test_the_login_page_is_in_vietnamese_by_default_and_in_english_on_request(client):
+def test_the_login_page_is_in_vietnamese_by_default_and_in_english_on_request(fresh_app):
+    client = fresh_app("sqlite", DEFAULT_LANGUAGE="vi").test_client()
     page = client.get("/login").get_data(as_text=True)
     assert 'lang="vi"' in page and "Đăng nhập" in page
     client.get("/language/en")
     page = client.get("/login").get_data(as_text=True)
     assert 'lang="en"' in page and "Log in" in page
+
+
+def test_api_errors_come_in_the_language_the_client_asks_for(fresh_app):
+    client = fresh_app("sqlite", DEFAULT_LANGUAGE="vi").test_client()
+    english = client.get("/api/v1/sites", headers={"Accept-Language": "en"}).get_json()["error"]["message"]
+    vietnamese = client.get("/api/v1/sites").get_json()["error"]["message"]
+    assert english.startswith("Log in") and vietnamese != english

@@ -73,7 +73,7 @@ def rule_in_words(rrule: str) -> str:
                                      count=count)}
     elif "UNTIL" in parts:
         until = dt.datetime.strptime(parts["UNTIL"], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
-        day = format_date(until.astimezone(_zone()).date(), "short")
+        day = format_date(until.astimezone(_zone()).date(), "dd/MM/yyyy")
         texts = {"DAILY": ngettext("Every day until %(until)s", "Every %(num)d days until %(until)s", n, until=day),
                  "WEEKLY": ngettext("Every week until %(until)s", "Every %(num)d weeks until %(until)s", n,
                                     until=day),
@@ -89,15 +89,15 @@ def rule_in_words(rrule: str) -> str:
 @bp.app_template_filter("localclock")
 def localclock(value: dt.datetime | None) -> str:
     """Only the local time of day, for calendar cells and the end of a span."""
-    return format_time(value, "short") if value is not None else ""
+    return format_time(value, "HH:mm") if value is not None else ""
 
 
 @bp.app_template_filter("timespan")
 def timespan(period: Any) -> str:
     """The local date with the start and end times of an occurrence, or of anything else with starts_at and
     ends_at ("8/12/26, 14:00–15:30")."""
-    return _("%(date)s, %(start)s–%(end)s", date=format_date(period.starts_at, "short"),
-             start=format_time(period.starts_at, "short"), end=format_time(period.ends_at, "short"))
+    return _("%(date)s, %(start)s–%(end)s", date=format_date(period.starts_at, "EEE dd/MM/yyyy"),
+             start=format_time(period.starts_at, "HH:mm"), end=format_time(period.ends_at, "HH:mm"))
 
 
 # ---------------------------------------------------------------- shared by the views below
