@@ -77,9 +77,12 @@ def _register_blueprints(app: Flask) -> None:
     from app import health
     from app.auth import routes as auth_routes
     from app.calendar import routes as calendar_routes
+    from app.devices import routes as devices_routes
     from app.meetings import agenda_api, agenda_routes
     from app.meetings import api as meetings_api
     from app.meetings import routes as meetings_routes
+    from app.provisioning import api as jobs_api
+    from app.provisioning import routes as jobs_routes
     from app.sites import api as sites_api
     from app.sites import routes as sites_routes
 
@@ -89,7 +92,9 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(meetings_routes.bp)
     app.register_blueprint(calendar_routes.bp)
     app.register_blueprint(agenda_routes.bp)
-    for blueprint in [*sites_api.blueprints, *meetings_api.blueprints, *agenda_api.blueprints]:
+    app.register_blueprint(jobs_routes.bp)
+    app.register_blueprint(devices_routes.bp)
+    for blueprint in [*sites_api.blueprints, *meetings_api.blueprints, *agenda_api.blueprints, *jobs_api.blueprints]:
         api.register_blueprint(blueprint)  # each carries its own url_prefix under /api/v1
         csrf.exempt(blueprint)  # API changes need a bearer token (checked below), never a cookie
 

@@ -27,6 +27,11 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "meetings.view": frozenset(STAFF),
     "meetings.book": frozenset({Role.ADMIN, Role.SECRETARIAT}),
     "meetings.attend": frozenset({Role.ADMIN, Role.SECRETARIAT, Role.SITE_STAFF}),
+    # Equipment: technicians act on it; operators and viewers follow the jobs.
+    "jobs.view": frozenset({Role.ADMIN, Role.TECHNICIAN, Role.OPERATOR, Role.VIEWER}),
+    "jobs.launch": frozenset({Role.ADMIN, Role.TECHNICIAN}),
+    "credentials.manage": frozenset({Role.ADMIN, Role.TECHNICIAN}),
+    "devices.act": frozenset({Role.ADMIN, Role.TECHNICIAN}),
     "audit.view": frozenset({Role.ADMIN}),
 }
 

@@ -1,0 +1,1 @@
+"""Talking to equipment: vendor profiles (Cisco xAPI over SSH first) and pinned SSH host keys."""

@@ -1,0 +1,1 @@
+"""Provisioning: job templates, jobs run through ansible-runner, credentials kept encrypted."""
