@@ -1,0 +1,137 @@
+"""Every route checks who is asking: each route, with each role and with nobody logged in.
+
+The table below is the access policy, written out by hand; a route that is not in it fails this test,
+so no route can be added without deciding who may use it. Routes that take no user are in the table
+too, as PUBLIC, each protected by its own check (a signature, a feed token) tested elsewhere.
+Object-level rules (site staff see only their own site's meetings) are tested with the meetings.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from app.auth.models import Role
+
+A, S, T, OP, V, SS = (Role.ADMIN, Role.SECRETARIAT, Role.TECHNICIAN, Role.OPERATOR, Role.VIEWER, Role.SITE_STAFF)
+STAFF = {A, S, T, OP, V}
+ANYONE_LOGGED_IN = STAFF | {SS}
+PUBLIC = "public"
+
+INVENTORY_VIEW, INVENTORY_EDIT, MAINTENANCE_EDIT = STAFF, {A, T}, {A, T, OP}
+MEETINGS_VIEW, MEETINGS_BOOK, MEETINGS_ATTEND = STAFF, {A, S}, {A, S, SS}
+ADMIN_ONLY = {A}
+
+EXPECTED: dict[str, set[Role] | str] = {
+    # no user: each has its own check
+    "static GET": PUBLIC, "health.healthz GET": PUBLIC, "api-docs.openapi_json GET": PUBLIC,
+    "auth.login GET": PUBLIC, "auth.login POST": PUBLIC, "auth.language GET": PUBLIC,
+    "calendar.attendance GET": PUBLIC, "calendar.attendance POST": PUBLIC,  # signed link
+    "calendar.feed GET": PUBLIC,  # revocable feed token
+    "agenda.signed_download GET": PUBLIC,  # signed, expiring link; never for restricted meetings
+    # any logged-in user: their own things, or pages that show only what they may see
+    "sites.home GET": ANYONE_LOGGED_IN, "auth.logout POST": ANYONE_LOGGED_IN,
+    "auth.profile GET": ANYONE_LOGGED_IN, "auth.profile_language POST": ANYONE_LOGGED_IN,
+    "auth.profile_password POST": ANYONE_LOGGED_IN, "auth.token_create POST": ANYONE_LOGGED_IN,
+    "auth.token_revoke POST": ANYONE_LOGGED_IN,
+    "meetings.meeting_list GET": ANYONE_LOGGED_IN, "meetings.calendar_view GET": ANYONE_LOGGED_IN,
+    "meetings.meeting_detail GET": ANYONE_LOGGED_IN,
+    # a site's schedule: staff see any site's; site staff only their own (not the site walked here)
+    "meetings.site_schedule GET": STAFF,
+    "api_meetings.collection GET": ANYONE_LOGGED_IN, "api_meetings.item GET": ANYONE_LOGGED_IN,
+    "agenda.agenda_page GET": ANYONE_LOGGED_IN, "agenda.version_page GET": ANYONE_LOGGED_IN,
+    "agenda.document_download GET": ANYONE_LOGGED_IN, "api_agenda.agenda GET": ANYONE_LOGGED_IN,
+    "api_agenda.version GET": ANYONE_LOGGED_IN, "api_documents.collection GET": ANYONE_LOGGED_IN,
+    "api_documents.download GET": ANYONE_LOGGED_IN,
+    # administration
+    "auth.user_list GET": ADMIN_ONLY, "auth.user_create GET": ADMIN_ONLY, "auth.user_create POST": ADMIN_ONLY,
+    "auth.user_edit GET": ADMIN_ONLY, "auth.user_edit POST": ADMIN_ONLY,
+    "auth.user_password_reset POST": ADMIN_ONLY, "auth.user_token_revoke POST": ADMIN_ONLY,
+    "auth.audit_log GET": ADMIN_ONLY,
+    # meetings
+    "meetings.availability GET": MEETINGS_VIEW, "api_meetings.availability POST": MEETINGS_VIEW,
+    "meetings.book GET": MEETINGS_BOOK, "meetings.book POST": MEETINGS_BOOK,
+    "api_meetings.collection POST": MEETINGS_BOOK,
+    "meetings.confirm_attendance POST": MEETINGS_ATTEND, "api_meetings.confirm POST": MEETINGS_ATTEND,
+    "calendar.feed_list GET": MEETINGS_BOOK, "calendar.feed_create POST": MEETINGS_BOOK,
+    "calendar.feed_revoke POST": MEETINGS_BOOK,
+}
+# Every change to a meeting, its agenda or its documents is the secretariat's.
+for _endpoint in ("meetings.cancel_meeting", "meetings.cancel_occurrence", "meetings.move_occurrence",
+                  "meetings.schedule_draft", "agenda.item_edit"):
+    EXPECTED[f"{_endpoint} GET"] = EXPECTED[f"{_endpoint} POST"] = MEETINGS_BOOK
+for _endpoint in ("api_meetings.cancel", "api_meetings.cancel_occurrence", "api_meetings.move_occurrence",
+                  "api_meetings.schedule", "agenda.document_remove", "agenda.document_replace",
+                  "agenda.document_upload", "agenda.item_add", "agenda.item_move", "agenda.item_remove",
+                  "agenda.publish", "api_agenda.items", "api_agenda.publish", "api_documents.collection",
+                  "api_documents.replace"):
+    EXPECTED[f"{_endpoint} POST"] = MEETINGS_BOOK
+for _key in ("api_agenda.item PATCH", "api_agenda.item DELETE", "api_documents.item DELETE"):
+    EXPECTED[_key] = MEETINGS_BOOK
+# The inventory: everyone on the staff reads it; technicians (and admins) change it.
+for _kind in ("site", "endpoint", "bridge", "host", "link"):
+    EXPECTED[f"sites.{_kind}_list GET"] = EXPECTED[f"sites.{_kind}_detail GET"] = INVENTORY_VIEW
+    for _action in ("create", "edit", "retire"):
+        EXPECTED[f"sites.{_kind}_{_action} GET"] = EXPECTED[f"sites.{_kind}_{_action} POST"] = INVENTORY_EDIT
+    _api = f"api_{_kind}s"
+    EXPECTED[f"{_api}.collection GET"] = EXPECTED[f"{_api}.item GET"] = INVENTORY_VIEW
+    EXPECTED[f"{_api}.collection POST"] = EXPECTED[f"{_api}.item PATCH"] = INVENTORY_EDIT
+    EXPECTED[f"{_api}.retire POST"] = INVENTORY_EDIT
+EXPECTED.update({
+    "sites.site_tree GET": INVENTORY_VIEW, "api_levels.collection GET": INVENTORY_VIEW,
+    "sites.maintenance_list GET": INVENTORY_VIEW, "api_maintenance.collection GET": INVENTORY_VIEW,
+    "api_maintenance.item GET": INVENTORY_VIEW,
+    # operators plan maintenance windows too
+    "sites.maintenance_create GET": MAINTENANCE_EDIT, "sites.maintenance_create POST": MAINTENANCE_EDIT,
+    "sites.maintenance_delete GET": MAINTENANCE_EDIT, "sites.maintenance_delete POST": MAINTENANCE_EDIT,
+    "api_maintenance.collection POST": MAINTENANCE_EDIT, "api_maintenance.item PATCH": MAINTENANCE_EDIT,
+    "api_maintenance.item DELETE": MAINTENANCE_EDIT,
+})
+
+
+def _routes(app) -> list[tuple[str, str, str]]:
+    found = []
+    for rule in app.url_map.iter_rules():
+        # Ids of nothing: the rule is decided before any lookup, and no request changes what the next one finds.
+        path = re.sub(r"<(?:(\w+):)?(\w+)>", lambda m: "999999" if m.group(1) == "int" else "x", rule.rule)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            found.append((rule.endpoint, method, path))
+    return found
+
+
+def _denied(response) -> bool:
+    if response.status_code in (401, 403):
+        return True
+    # Sent to log in (with where to come back to); a redirect to /login after logging out is no refusal.
+    return response.status_code in (301, 302, 303) and "/login?next=" in response.headers.get("Location", "")
+
+
+def test_every_route_is_in_the_access_table(app):
+    keys = {f"{endpoint} {method}" for endpoint, method, _ in _routes(app)}
+    assert sorted(keys - set(EXPECTED)) == [], "routes without a decided rule: add them to EXPECTED"
+    assert sorted(set(EXPECTED) - keys) == [], "rules for routes that no longer exist"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # the rules do not depend on the database
+def test_every_route_lets_in_exactly_the_roles_it_should(app):
+    tokens = app.config["TEST_TOKENS"]
+    wrong = []
+    for endpoint, method, path in _routes(app):
+        expected = EXPECTED.get(f"{endpoint} {method}")
+        if expected is None:
+            continue  # reported by the test above
+        client = app.test_client()
+        response = client.open(path, method=method)
+        if expected == PUBLIC:
+            # No login asked for; a 403 here is the route's own check refusing the made-up signature or token.
+            if response.status_code == 401 or _denied(response) and response.status_code != 403:
+                wrong.append(f"{method} {path}: public, but anonymous got {response.status_code}")
+            continue
+        if not _denied(response):
+            wrong.append(f"{method} {path}: anonymous got {response.status_code}")
+        for role in Role:
+            response = client.open(path, method=method, headers={"Authorization": f"Bearer {tokens[role]}"})
+            if _denied(response) == (role in expected):
+                wrong.append(f"{method} {path}: {role.value} got {response.status_code}")
+    assert wrong == []
