@@ -55,6 +55,8 @@ def audited(cls: type) -> type:
 def _plain(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC).isoformat()  # the log speaks UTC, as the database does
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
     return value
@@ -123,10 +125,17 @@ def record(session: so.Session, action: str, object_type: str, object_id: str = 
 
 def install(sessionmaker: so.sessionmaker[so.Session]) -> None:
     from app.auth.models import ApiToken, User
+    from app.calendar.models import FeedToken
+    from app.meetings import agenda_models as agenda
+    from app.meetings import models as meetings
     from app.sites import models as sites
 
+    # Meetings and their occurrences (booked, moved, cancelled, started, completed), the agenda and its
+    # documents; not the per-site rows a booking writes by the hundred (rooms, link loads, deliveries),
+    # which follow from the occurrence and have their own records.
     for cls in (sites.Level, sites.Site, sites.Contact, sites.Endpoint, sites.Bridge, sites.ManagedHost,
-                sites.Link, sites.MaintenanceWindow, User, ApiToken):
+                sites.Link, sites.MaintenanceWindow, User, ApiToken, meetings.Meeting, meetings.Occurrence,
+                agenda.AgendaVersion, agenda.AgendaItem, agenda.Document, FeedToken):
         audited(cls)
     if not sa.event.contains(sessionmaker, "after_flush", _after_flush):
         sa.event.listen(sessionmaker, "after_flush", _after_flush)

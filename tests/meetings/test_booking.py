@@ -222,3 +222,25 @@ def test_moving_the_last_occurrence_with_its_following_ones_moves_only_it(sessio
                                      original + dt.timedelta(hours=4), following=True)
     assert target is meeting and meeting.rrule == "FREQ=WEEKLY;COUNT=3"
     assert last.recurrence_id == original and last.sequence == 1
+
+
+def test_booking_moving_and_cancelling_are_in_the_audit_log(session, request_for, day):
+    from app.auth.audit import Actor, reset_actor, set_actor
+    from app.auth.models import AuditEntry
+
+    token = set_actor(Actor(None, "secretariat@example.com"))
+    try:
+        meeting = service.book_meeting(session, request_for("Họp ban chỉ đạo", ["TQ-LB"]))
+        occurrence = meeting.occurrences[0]
+        later = occurrence.starts_at + dt.timedelta(hours=2)
+        service.move_occurrence(session, occurrence, later, later + dt.timedelta(hours=1))
+        service.cancel_meeting(session, meeting)
+    finally:
+        reset_actor(token)
+    entries = session.scalars(sa.select(AuditEntry).where(
+        AuditEntry.object_type.in_(["Meeting", "Occurrence"]), AuditEntry.actor == "secretariat@example.com")
+        .order_by(AuditEntry.id)).all()
+    assert [(e.object_type, e.action) for e in entries][:2] == [("Meeting", "create"), ("Occurrence", "create")]
+    moved = next(e for e in entries if e.action == "update" and "starts_at" in (e.after or {}))
+    assert moved.after["starts_at"] == later.astimezone(dt.UTC).isoformat()
+    assert any(e.after and e.after.get("status") == "cancelled" for e in entries)
