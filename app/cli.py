@@ -14,6 +14,7 @@ from typing import Any
 import click
 import sqlalchemy as sa
 from flask import Flask
+from flask_babel import force_locale
 
 from app.errors import DomainError
 
@@ -27,7 +28,9 @@ def _app_scope(actor: str = "cli") -> Iterator[Flask]:
         app = create_app()
     except RuntimeError as exc:  # a setting that cannot be read: say which, without a traceback
         raise click.ClickException(str(exc)) from exc
-    with app.app_context():
+    # The console speaks English, so the services' refusals it passes on are in English too (not in the
+    # interface's default language).
+    with app.app_context(), force_locale("en"):
         token = set_actor(Actor(None, actor))
         try:
             yield app

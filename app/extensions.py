@@ -7,8 +7,9 @@ from typing import Any
 
 import marshmallow as ma
 from flask import Response, jsonify, request
-from flask_babel import Babel
+from flask_babel import Babel, get_translations
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -37,6 +38,76 @@ class ErrorSchema(ma.Schema):
 
     error = ma.fields.Nested(ErrorDetail, required=True)
 
+
+# Messages of the libraries under the interface, word for word, so that extraction carries them into our
+# catalogue: werkzeug's HTTP errors and WTForms' validators ship no Vietnamese. `library_message` finds them.
+LIBRARY_MESSAGES = (
+    _l("The browser (or proxy) sent a request that this server could not understand."),
+    _l("The server could not verify that you are authorized to access the URL requested. You either supplied the "
+       "wrong credentials (e.g. a bad password), or your browser doesn't understand how to supply the credentials "
+       "required."),
+    _l("You don't have the permission to access the requested resource. It is either read-protected or not "
+       "readable by the server."),
+    _l("The requested URL was not found on the server. If you entered the URL manually please check your spelling "
+       "and try again."),
+    _l("The method is not allowed for the requested URL."),
+    _l("A conflict happened while processing the request. The resource might have been modified while the request "
+       "was being processed."),
+    _l("The request was well-formed but was unable to be followed due to semantic errors."),
+    _l("This user has exceeded an allotted request count. Try again later."),
+    _l("The server encountered an internal error and was unable to complete your request. Either the server is "
+       "overloaded or there is an error in the application."),
+    _l("The server is temporarily unable to service your request due to maintenance downtime or capacity problems. "
+       "Please try again later."),
+    # Flask-WTF's reasons for refusing a form without a valid CSRF token
+    _l("The CSRF token is missing."),
+    _l("The CSRF session token is missing."),
+    _l("The CSRF token has expired."),
+    _l("The CSRF token is invalid."),
+    _l("The CSRF tokens do not match."),
+    _l("The referrer header is missing."),
+    _l("The referrer does not match the host."),
+    # WTForms' validators and fields (their plural messages are left in English)
+    _l("This field is required."),
+    _l("Field must be equal to %(other_name)s."),
+    _l("Field must be between %(min)d and %(max)d characters long."),
+    _l("Number must be at least %(min)s."),
+    _l("Number must be at most %(max)s."),
+    _l("Number must be between %(min)s and %(max)s."),
+    _l("Invalid email address."),
+    _l("Invalid input."),
+    _l("Not a valid choice."),
+    _l("Invalid Choice: could not coerce."),
+    _l("Invalid choice(s): one or more data inputs could not be coerced."),
+    _l("Not a valid integer value."),
+    _l("Not a valid float value."),
+    _l("Not a valid decimal value."),
+    _l("Not a valid datetime value."),
+    _l("Not a valid date value."),
+    _l("Not a valid time value."),
+)
+
+
+def library_message(message: str) -> str:
+    """A library's English message in the request's language; any other text comes back as it is."""
+    return get_translations().ugettext(message)
+
+
+class FormMessages:
+    """WTForms' messages from our catalogue, in the request's language (WTForms ships no Vietnamese).
+
+    Flask-WTF asks `request.wtforms_translations` first; web.py puts this there. The language is looked up at
+    each message, after the request knows its user.
+    """
+
+    def ugettext(self, message: str) -> str:
+        return library_message(message)
+
+    def ungettext(self, singular: str, plural: str, n: int) -> str:
+        return get_translations().ungettext(singular, plural, n)
+
+
+form_messages = FormMessages()
 
 HTTP_ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                     405: "method_not_allowed", 409: "conflict", 413: "too_large", 422: "validation_error",
@@ -87,7 +158,7 @@ class VCOpsApi(Api):
             message = _("Invalid input: %(problems)s", problems="; ".join(
                 whole + [f"{name}: {' '.join(problems)}" for name, problems in fields.items()]))
         else:
-            message = data.get("message") or error.description or error.name
+            message = data.get("message") or library_message(error.description or error.name)
         response = jsonify(error_body(status, code, message, fields))
         response.status_code = status
         response.headers.update(data.get("headers") or {})

@@ -22,6 +22,7 @@ from flask import (
 )
 from flask_babel import format_datetime, get_locale
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
@@ -30,7 +31,7 @@ from app.auth.models import User
 from app.auth.permissions import AccessRule, role_can, rule_for
 from app.db import commit_scope, db, reset_write_intent, set_write_intent
 from app.errors import DomainError, error_body
-from app.extensions import api, babel, csrf, limiter, login_manager, wants_json
+from app.extensions import api, babel, csrf, form_messages, library_message, limiter, login_manager, wants_json
 
 log = logging.getLogger(__name__)
 LANGUAGES = ("vi", "en")
@@ -50,6 +51,8 @@ def init_app(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.user_loader(_load_user)
     login_manager.session_protection = "strong"
+    login_manager.login_message = _l("Please log in to access this page.")
+    login_manager.localize_callback = str  # the lazy message in the request's language (a session stores text)
 
     app.config.setdefault("API_TITLE", "VCOps API")
     app.config.setdefault("API_VERSION", "v1")
@@ -60,6 +63,7 @@ def init_app(app: Flask) -> None:
         "bearerAuth": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearerAuth": []}]})
 
     _register_blueprints(app)
+    app.before_request(_form_messages)
     app.before_request(_before_request)
     # after_request functions run in reverse order: commit first, then headers on whatever it returned.
     app.after_request(_security_headers)
@@ -127,14 +131,18 @@ def _authenticate_bearer() -> None:
     if not header:
         return
     if not header.startswith("Bearer "):
-        abort(401, description="Use 'Authorization: Bearer <token>'.")
+        abort(401, description=_("Use 'Authorization: Bearer <token>'."))
     from app.auth.service import user_for_token
 
     user = user_for_token(db.session, header[len("Bearer "):].strip())
     if user is None:
-        abort(401, description="The API token is unknown or revoked.")
+        abort(401, description=_("The API token is unknown or revoked."))
     g._login_user = user  # where Flask-Login keeps the request's user
     g.token_auth = True
+
+
+def _form_messages() -> None:
+    request.wtforms_translations = form_messages  # type: ignore[attr-defined]  # read by Flask-WTF
 
 
 def _before_request() -> Response | None:
@@ -152,10 +160,10 @@ def _before_request() -> Response | None:
     _authenticate_bearer()
     if not current_user.is_authenticated:
         if wants_json():
-            abort(401, description="Log in, or send an API token as 'Authorization: Bearer <token>'.")
+            abort(401, description=_("Log in, or send an API token as 'Authorization: Bearer <token>'."))
         return login_manager.unauthorized()
     if request.path.startswith("/api/") and request.method not in SAFE_METHODS and not g.get("token_auth"):
-        abort(401, description="Changes through the API need an API token (Authorization: Bearer …).")
+        abort(401, description=_("Changes through the API need an API token (Authorization: Bearer …)."))
     g.actor_token = audit.set_actor(audit.Actor(current_user.id, current_user.email))
     if not rule.allows(current_user.role):
         abort(403)
@@ -222,7 +230,7 @@ def _http_error(error: HTTPException) -> Response | HTTPException:
     code = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
             405: "method_not_allowed", 409: "conflict", 413: "too_large", 422: "validation_error",
             429: "too_many_requests"}.get(error.code, "error")
-    message = error.description or error.name
+    message = library_message(error.description or error.name)
     if error.code == 413:
         limit = current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
         message = _("The upload is larger than the %(limit)s MB the server accepts.", limit=limit)

@@ -164,7 +164,7 @@ def app(base_app: Any) -> Iterator[Any]:
     def forget_user(_sender: Any, **_extra: Any) -> None:
         # Requests made while the `session` fixture's app context is pushed share its `g`, where Flask-Login
         # keeps the user it loaded: forget it, so each request finds its own user (or none).
-        for name in ("_login_user", "token_auth"):
+        for name in ("_login_user", "token_auth", "_flask_babel"):  # the user, and the language chosen for them
             g.pop(name, None)
 
     request_started.connect(forget_user, base_app)

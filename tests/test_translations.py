@@ -18,9 +18,9 @@ def _extracted() -> dict[str, str]:
         for filename, _lineno, message, _comments, _context in extract_from_dir(
                 str(ROOT / folder), keywords=KEYWORDS,
                 method_map=[("**.py", "python"), ("**.html", "jinja2"), ("**.txt", "jinja2")]):
-            for msgid in message if isinstance(message, tuple) else (message,):
-                if msgid:
-                    found.setdefault(msgid, f"{folder}/{filename}")
+            msgid = message[0] if isinstance(message, tuple) else message  # a plural is one entry
+            if msgid:
+                found.setdefault(msgid, f"{folder}/{filename}")
     return found
 
 

@@ -30,13 +30,14 @@ def normalise_email(email: str) -> str:
     try:
         return validate_email(email.strip(), check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
-        raise Invalid(f"Invalid email address: {exc}", {"email": [str(exc)]}) from exc
+        # The reason comes from email_validator, in English only.
+        raise Invalid(_("Invalid email address: %(reason)s", reason=str(exc)), {"email": [str(exc)]}) from exc
 
 
 def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise Invalid(f"The password must have at least {MIN_PASSWORD_LENGTH} characters.",
-                      {"password": [f"at least {MIN_PASSWORD_LENGTH} characters"]})
+        raise Invalid(_("The password must have at least %(n)s characters.", n=MIN_PASSWORD_LENGTH),
+                      {"password": [_("at least %(n)s characters", n=MIN_PASSWORD_LENGTH)]})
     return _hasher.hash(password)
 
 
@@ -46,17 +47,18 @@ def create_user(session: so.Session, email: str, role: Role | str, password: str
     try:
         role = Role(role)
     except ValueError as exc:
-        raise Invalid(f"Unknown role {role!r}; choose one of {', '.join(r.value for r in Role)}.",
-                      {"role": ["unknown role"]}) from exc
+        raise Invalid(_("Unknown role '%(role)s'; choose one of %(roles)s.", role=role,
+                        roles=", ".join(r.value for r in Role)), {"role": [_("unknown role")]}) from exc
     if session.scalar(sa.select(User.id).where(User.email == email)) is not None:
-        raise Conflict(f"A user with email {email} already exists.", {"email": ["already taken"]}, code="duplicate")
+        raise Conflict(_("A user with email %(email)s already exists.", email=email), {"email": [_("already taken")]},
+                       code="duplicate")
     site = None
     if role is Role.SITE_STAFF:
         if not site_code:
-            raise Invalid("A site staff user must belong to a site.", {"site": ["required for site staff"]})
+            raise Invalid(_("A site staff user must belong to a site."), {"site": [_("required for site staff")]})
         site = session.scalar(sa.select(Site).where(Site.code == site_code))
         if site is None:
-            raise NotFound(f"No site with code {site_code!r}.", {"site": ["no such site"]})
+            raise NotFound(_("No site with code '%(code)s'.", code=site_code), {"site": [_("no such site")]})
     user = User(email=email, role=role, name=name, password_hash=hash_password(password), site=site)
     session.add(user)
     session.flush()
@@ -110,7 +112,7 @@ def user_for_token(session: so.Session, secret: str) -> User | None:
 def revoke_token(session: so.Session, token_id: int, owner: User | None = None) -> ApiToken:
     token = session.get(ApiToken, token_id)
     if token is None or (owner is not None and token.user_id != owner.id):
-        raise NotFound(f"No API token {token_id}.")
+        raise NotFound(_("No API token %(id)s.", id=token_id))
     if token.revoked_at is None:
         token.revoked_at = utcnow()
     return token
@@ -119,12 +121,11 @@ def revoke_token(session: so.Session, token_id: int, owner: User | None = None) 
 def get_user(session: so.Session, email: str) -> User:
     user = session.scalar(sa.select(User).where(User.email == normalise_email(email)))
     if user is None:
-        raise NotFound(f"No user with email {email}.")
+        raise NotFound(_("No user with email %(email)s.", email=email))
     return user
 
 
 # ---------------------------------------------------------------- users admin and own account
-# Messages below are gettext msgids: the forms show them next to the fields, in the user's language.
 
 
 @dataclass(frozen=True)

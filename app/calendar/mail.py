@@ -11,6 +11,7 @@ written as an .eml file under INSTANCE_PATH/outbox/. The SMTP password is never 
 
 from __future__ import annotations
 
+import base64
 import logging
 import smtplib
 import ssl
@@ -39,12 +40,33 @@ class SendFailed(Exception):
         self.permanent = permanent
 
 
+def encoded_words(text: str, octets: int = 42) -> str:
+    """`text` as RFC 2047 encoded words (UTF-8, base64), one per line, each holding its own spaces.
+
+    Python 3.11's header folder drops the space where it folds between two encoded words, so a long Vietnamese
+    subject arrived as "phòngchống". Each word here carries at most `octets` bytes: 68 characters once encoded,
+    so that "Subject: " and the first word stay within 78.
+    """
+    words: list[str] = []
+    chunk = ""
+    for char in text:
+        if chunk and len((chunk + char).encode()) > octets:
+            words.append(chunk)
+            chunk = ""
+        chunk += char
+    words.append(chunk)
+    return "\n ".join(f"=?utf-8?b?{base64.b64encode(w.encode()).decode('ascii')}?=" for w in words)
+
+
 def compose(*, sender: Party, to: Party, subject: str, text: str, html: str, invite: bytes, method: str,
             documents: Sequence[Document] = ()) -> EmailMessage:
     message = EmailMessage(policy=policy.SMTP)
     message["From"] = formataddr((sender.name, sender.email))
     message["To"] = formataddr((to.name, to.email))
-    message["Subject"] = subject
+    if subject.isascii():
+        message["Subject"] = subject
+    else:
+        message.set_raw("Subject", encoded_words(subject))
     message["Date"] = format_datetime(utcnow())
     message["Message-ID"] = make_msgid(domain=sender.email.rpartition("@")[2] or None)
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")

@@ -142,10 +142,10 @@ def create_feed_token(session: so.Session, site_id: int | None, name: str = "",
     if site_id is not None:
         site = session.get(Site, site_id)
         if site is None:
-            raise NotFound(_("No site with id %(id)s.", id=site_id), {"site_id": ["no such site"]})
+            raise NotFound(_("No site with id %(id)s.", id=site_id), {"site_id": [_("no such site")]})
     name = name.strip()
     if len(name) > 100:
-        raise Invalid(_("The name is at most 100 characters."), {"name": ["at most 100 characters"]})
+        raise Invalid(_("The name is at most 100 characters."), {"name": [_("at most 100 characters")]})
     secret = secrets.token_urlsafe(32)
     token = FeedToken(site=site, name=name, prefix=secret[:8], token_hash=_hash(secret), created_by_id=created_by_id)
     session.add(token)

@@ -14,6 +14,7 @@ from typing import Any
 import marshmallow as ma
 from flask import Response, url_for
 from flask.views import MethodView
+from flask_babel import gettext as _
 from flask_login import current_user
 from flask_smorest import Blueprint
 from flask_smorest.fields import Upload
@@ -58,7 +59,7 @@ class MeetingApiBlueprint(ApiBlueprint):
 class FileUpload(Upload):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> FileStorage:
         if not isinstance(value, FileStorage):
-            raise ma.ValidationError("Send the file as a file part of a multipart/form-data body.")
+            raise ma.ValidationError(_("Send the file as a file part of a multipart/form-data body."))
         return value
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import abort, current_app, url_for
 from flask.views import MethodView
+from flask_babel import gettext as _
 from flask_login import current_user
 from flask_smorest import Blueprint
 
@@ -47,7 +48,7 @@ def _booking_request(data: Args) -> BookingRequest:
     data.pop("suggestions", None)
     host = data.pop("host_site_id", None) or queries.default_host_id(db.session)
     if host is None:
-        raise Invalid("There is no site to host the meeting.", {"host_site_id": ["required"]})
+        raise Invalid(_("There is no site to host the meeting."), {"host_site_id": [_("required")]})
     return BookingRequest(title=data.pop("title", ""), host_site_id=host, rooms=rooms,
                           recurrence=Recurrence(**recurrence) if recurrence else None, **data)
 

@@ -25,6 +25,8 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from app.errors import Invalid, NotFound
 from app.meetings import booking
@@ -40,13 +42,13 @@ SUGGESTIONS = 3
 # Slots that pass the in-memory test but that plan_occurrence refuses (a booking made meanwhile) are skipped;
 # this bounds how many are confirmed before the search gives up.
 MAX_CONFIRMATIONS = 25
-# Why no slot could be suggested; pages translate the codes, the API sends both.
+# Why no slot could be suggested: the codes are for programs, the messages (translated when shown) for people.
 NOTES = {
-    "no_path": "Some sites cannot reach the host site; no time can be suggested until they can.",
-    "retired_site": "A retired site cannot take part at any time.",
-    "no_bridge": "There is no bridge to hold the meeting.",
-    "outside_hours": "The meeting is longer than the working day; no slot within working hours can hold it.",
-    "none_free": "No slot is free within the search period.",
+    "no_path": _l("Some sites cannot reach the host site; no time can be suggested until they can."),
+    "retired_site": _l("A retired site cannot take part at any time."),
+    "no_bridge": _l("There is no bridge to hold the meeting."),
+    "outside_hours": _l("The meeting is longer than the working day; no slot within working hours can hold it."),
+    "none_free": _l("No slot is free within the search period."),
 }
 
 
@@ -63,13 +65,14 @@ class WorkingHours:
         try:
             start, end = (dt.time.fromisoformat(str(config[k]).strip()) for k in ("WORKDAY_START", "WORKDAY_END"))
         except ValueError as exc:
-            raise Invalid(f"Working hours must be given as HH:MM: {exc}.") from exc
+            raise Invalid(_("Working hours must be given as HH:MM: %(error)s.", error=exc)) from exc
         names = [d.strip().lower()[:3] for d in str(config["WORKDAYS"]).split(",") if d.strip()]
         unknown = [d for d in names if d not in WEEKDAYS]
         if unknown or not names:
-            raise Invalid(f"WORKDAYS must list days among {', '.join(WEEKDAYS)}; got {config['WORKDAYS']!r}.")
+            raise Invalid(_("WORKDAYS must list days among %(days)s; got %(value)s.", days=", ".join(WEEKDAYS),
+                            value=repr(config["WORKDAYS"])))
         if end <= start:
-            raise Invalid("WORKDAY_END must be after WORKDAY_START.")
+            raise Invalid(_("WORKDAY_END must be after WORKDAY_START."))
         return cls(start, end, frozenset(WEEKDAYS.index(d) for d in names), ZoneInfo(config.get("TIMEZONE") or
                                                                                        "Asia/Ho_Chi_Minh"))
 
@@ -243,7 +246,7 @@ class Horizon:
                                                                    endpoint_ids),
                    (MaintenanceWindow.bridge_id, "bridge", [b.id for b in self.bridges]),
                    (MaintenanceWindow.link_id, "link", list(self.need)))
-        conds = [column.in_(ids) for column, _, ids in targets if ids]
+        conds = [column.in_(ids) for column, _kind, ids in targets if ids]
         if conds:
             for mw in session.scalars(sa.select(MaintenanceWindow).where(
                     sa.or_(*conds), _overlap(MaintenanceWindow.starts_at, MaintenanceWindow.ends_at, start, end))):
@@ -344,16 +347,16 @@ def check_availability(session: so.Session, req: BookingRequest, hours: WorkingH
     now = now or dt.datetime.now(dt.UTC)
     for name in ("starts_at", "ends_at"):
         if getattr(req, name).tzinfo is None:
-            raise Invalid("Times must carry a time zone.", {name: ["no time zone"]})
+            raise Invalid(_("Times must carry a time zone."), {name: [_("no time zone")]})
     if req.ends_at <= req.starts_at:
-        raise Invalid("The meeting must end after it starts.", {"ends_at": ["must be after the start"]})
+        raise Invalid(_("The meeting must end after it starts."), {"ends_at": [_("must be after the start")]})
     if not 0 <= req.setup_minutes <= 480:
-        raise Invalid("The setup buffer is between 0 and 480 minutes.", {"setup_minutes": ["between 0 and 480"]})
+        raise Invalid(_("The setup buffer is between 0 and 480 minutes."), {"setup_minutes": [_("between 0 and 480")]})
     if req.bitrate_kbps <= 0:
-        raise Invalid("The bitrate must be positive.", {"bitrate_kbps": ["must be positive"]})
+        raise Invalid(_("The bitrate must be positive."), {"bitrate_kbps": [_("must be positive")]})
     host = session.get(Site, req.host_site_id)
     if host is None:
-        raise NotFound(f"No site with id {req.host_site_id}.", {"host_site_id": ["no such site"]})
+        raise NotFound(_("No site with id %(id)s.", id=req.host_site_id), {"host_site_id": [_("no such site")]})
     sites = resolve_sites(session, host, req.site_ids, req.subtree_ids, req.level_codes)
     setup = dt.timedelta(minutes=req.setup_minutes)
     duration = req.ends_at - req.starts_at

@@ -27,6 +27,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, Optional, ValidationError
 
+from app.meetings.booking import OVERHEAD
 from app.meetings.models import Classification, OccurrenceStatus
 from app.meetings.service import BookingRequest, Frequency, Recurrence
 from app.sites.forms import local_zone, optional_int, strip
@@ -72,8 +73,9 @@ class ProposalForm(FlaskForm):
     bridge_id = SelectField(_l("Bridge"), coerce=optional_int, default=None)
     setup_minutes = IntegerField(_l("Setup buffer (minutes)"), default=60, validators=[
         InputRequired(), NumberRange(0, 480)], description=_l("Before the start, for the technicians' test call."))
-    bitrate_kbps = IntegerField(_l("Video bitrate per site (kbit/s)"), default=2000, validators=[
-        InputRequired(), NumberRange(64, 20000)], description=_l("20% overhead is added on every link."))
+    bitrate_kbps = IntegerField(
+        _l("Video bitrate per site (kbit/s)"), default=2000, validators=[InputRequired(), NumberRange(64, 20000)],
+        description=_l("%(percent)s%% overhead is added on every link.", percent=round((OVERHEAD - 1) * 100)))
 
     def fill_choices(self, sites: Sequence[Site], levels: Sequence[Level], rooms: Sequence[Endpoint],
                      bridges: Sequence[Bridge], parents: Sequence[Site]) -> None:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
+from flask_babel import gettext as _
 
 from app.auth.models import Role, User
 from app.auth.permissions import role_can
@@ -51,7 +52,7 @@ def visible_meeting(session: so.Session, user: User, meeting_id: int) -> Meeting
     agenda pages do)."""
     meeting = session.get(Meeting, meeting_id)
     if meeting is None or not can_see(session, user, meeting):
-        raise NotFound(f"No meeting with id {meeting_id}.")
+        raise NotFound(_("No meeting with id %(id)s.", id=meeting_id))
     return meeting
 
 
@@ -69,7 +70,7 @@ def confirm(session: so.Session, participation: Participation, by: str, now: dt.
     now = now or utcnow()
     occurrence = participation.occurrence
     if occurrence.status not in HOLDING or occurrence.ends_at <= now:
-        raise Conflict("This occurrence is not scheduled, or is over; its attendance cannot be confirmed.",
+        raise Conflict(_("This occurrence is not scheduled, or is over; its attendance cannot be confirmed."),
                        code="closed")
     participation.confirmed_at = now
     participation.confirmed_by = by
@@ -80,9 +81,9 @@ def confirm_attendance(session: so.Session, user: User, participation_id: int) -
     """Confirm a site's attendance of one occurrence, after checking that the user may do it for that site."""
     participation = session.get(Participation, participation_id)
     if participation is None or not can_see(session, user, participation.occurrence.meeting):
-        raise NotFound(f"No participation with id {participation_id}.")
+        raise NotFound(_("No participation with id %(id)s.", id=participation_id))
     if not may_confirm(user, participation):
-        raise Forbidden("You may confirm the attendance of your own site only.")
+        raise Forbidden(_("You may confirm the attendance of your own site only."))
     try:  # the calendar package's service (which also serves the signed link in the email), when it is there
         from app.calendar.service import confirm_attendance as calendar_confirm
     except ImportError:
@@ -126,7 +127,7 @@ def meeting_query(session: so.Session, f: MeetingFilter, now: dt.datetime | None
     if f.within is not None:
         root = session.get(Site, f.within)
         if root is None:
-            raise NotFound(f"No site with id {f.within}.", {"within": ["no such site"]})
+            raise NotFound(_("No site with id %(id)s.", id=f.within), {"within": [_("no such site")]})
         stmt = stmt.where(sa.exists(
             sa.select(Participation.id).join(Occurrence, Participation.occurrence_id == Occurrence.id)
             .join(Site, Participation.site_id == Site.id)
@@ -232,7 +233,7 @@ def occurrences_between(session: so.Session, start: dt.datetime, end: dt.datetim
     if within is not None:
         root = session.get(Site, within)
         if root is None:
-            raise NotFound(f"No site with id {within}.", {"within": ["no such site"]})
+            raise NotFound(_("No site with id %(id)s.", id=within), {"within": [_("no such site")]})
         stmt = stmt.where(sa.exists(sa.select(Participation.id).join(Site, Participation.site_id == Site.id).where(
             Participation.occurrence_id == Occurrence.id, Site.path.startswith(root.path))))
     for one in (site_id, viewer_site_id):

@@ -63,26 +63,34 @@ def rule_in_words(rrule: str) -> str:
     parts = dict(p.split("=", 1) for p in rrule.split(";") if "=" in p)
     n = int(parts.get("INTERVAL", "1"))
     freq = parts.get("FREQ", "")
+    # "Every day" and "every 2 days" are different words in Vietnamese ("hằng ngày", "2 ngày một lần"), which
+    # has one plural form: hence a sentence for an interval of 1 and another for the others, not ngettext.
     if "COUNT" in parts:
         count = int(parts["COUNT"])
-        texts = {"DAILY": ngettext("Every day, %(count)s times", "Every %(num)d days, %(count)s times", n,
-                                   count=count),
-                 "WEEKLY": ngettext("Every week, %(count)s times", "Every %(num)d weeks, %(count)s times", n,
-                                    count=count),
-                 "MONTHLY": ngettext("Every month, %(count)s times", "Every %(num)d months, %(count)s times", n,
-                                     count=count)}
+        if n == 1:
+            texts = {"DAILY": _("Every day, %(count)s times", count=count),
+                     "WEEKLY": _("Every week, %(count)s times", count=count),
+                     "MONTHLY": _("Every month, %(count)s times", count=count)}
+        else:
+            texts = {"DAILY": _("Every %(num)d days, %(count)s times", num=n, count=count),
+                     "WEEKLY": _("Every %(num)d weeks, %(count)s times", num=n, count=count),
+                     "MONTHLY": _("Every %(num)d months, %(count)s times", num=n, count=count)}
     elif "UNTIL" in parts:
         until = dt.datetime.strptime(parts["UNTIL"], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
         day = format_date(until.astimezone(_zone()).date(), "dd/MM/yyyy")
-        texts = {"DAILY": ngettext("Every day until %(until)s", "Every %(num)d days until %(until)s", n, until=day),
-                 "WEEKLY": ngettext("Every week until %(until)s", "Every %(num)d weeks until %(until)s", n,
-                                    until=day),
-                 "MONTHLY": ngettext("Every month until %(until)s", "Every %(num)d months until %(until)s", n,
-                                     until=day)}
+        if n == 1:
+            texts = {"DAILY": _("Every day until %(until)s", until=day),
+                     "WEEKLY": _("Every week until %(until)s", until=day),
+                     "MONTHLY": _("Every month until %(until)s", until=day)}
+        else:
+            texts = {"DAILY": _("Every %(num)d days until %(until)s", num=n, until=day),
+                     "WEEKLY": _("Every %(num)d weeks until %(until)s", num=n, until=day),
+                     "MONTHLY": _("Every %(num)d months until %(until)s", num=n, until=day)}
+    elif n == 1:
+        texts = {"DAILY": _("Every day"), "WEEKLY": _("Every week"), "MONTHLY": _("Every month")}
     else:
-        texts = {"DAILY": ngettext("Every day", "Every %(num)d days", n),
-                 "WEEKLY": ngettext("Every week", "Every %(num)d weeks", n),
-                 "MONTHLY": ngettext("Every month", "Every %(num)d months", n)}
+        texts = {"DAILY": _("Every %(num)d days", num=n), "WEEKLY": _("Every %(num)d weeks", num=n),
+                 "MONTHLY": _("Every %(num)d months", num=n)}
     return texts.get(freq, rrule)
 
 

@@ -8,6 +8,7 @@ is a plain date, the last local day on which an occurrence may start.
 from __future__ import annotations
 
 import marshmallow as ma
+from flask_babel import gettext as _
 from marshmallow import fields, validate
 
 from app.meetings.availability import NOTES, SEARCH_DAYS, SUGGESTIONS
@@ -42,7 +43,7 @@ class RecurrenceIn(Input):
     @ma.validates_schema
     def _one_end(self, data: dict, **_kwargs: object) -> None:
         if ("until" in data) == ("count" in data):
-            raise ma.ValidationError("Give either until or count.", "until")
+            raise ma.ValidationError(_("Give either until or count."), "until")
 
 
 class ProposalIn(Input):
@@ -69,7 +70,7 @@ class ProposalIn(Input):
     def _one_room_per_site(self, data: dict, **_kwargs: object) -> None:
         sites = [r["site_id"] for r in data.get("rooms", [])]
         if len(sites) != len(set(sites)):
-            raise ma.ValidationError("At most one room per site.", "rooms")
+            raise ma.ValidationError(_("At most one room per site."), "rooms")
 
 
 class BookingIn(ProposalIn):
@@ -266,6 +267,6 @@ class AvailabilityOut(ma.Schema):
                        "of the working day."})
     searched_from = UTCDateTime()
     searched_until = UTCDateTime()
-    notes = fields.Function(lambda a: [{"code": c, "message": NOTES[c]} for c in a.notes],
+    notes = fields.Function(lambda a: [{"code": c, "message": str(NOTES[c])} for c in a.notes],
                             metadata={"type": "array", "items": {"type": "object"},
                                       "description": "Why no slot is suggested, when none is."})

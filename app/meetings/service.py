@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from dateutil import rrule as du
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from app.errors import Conflict, Invalid, NotFound
 from app.meetings import booking
@@ -72,9 +74,14 @@ class BookingRefused(Conflict):
     def __init__(self, clashes: list[tuple[dt.datetime, list[Clash]]]) -> None:
         self.clashes = clashes
         first = clashes[0][1][0]
-        more = sum(len(c) for _, c in clashes) - 1
+        more = sum(len(c) for _start, c in clashes) - 1
         when = booking._local(clashes[0][0])
-        message = f"Cannot book ({when}): {first.message}" + (f" (and {more} more clashes)" if more else "")
+        if more:
+            message = ngettext("Cannot book (%(when)s): %(clash)s (and %(num)d more clash)",
+                               "Cannot book (%(when)s): %(clash)s (and %(num)d more clashes)", more,
+                               when=when, clash=first.message)
+        else:
+            message = _("Cannot book (%(when)s): %(clash)s", when=when, clash=first.message)
         super().__init__(message, {"clashes": [
             {"starts_at": start.isoformat(), "clashes": [c.to_dict() for c in found]} for start, found in clashes]})
 
@@ -91,18 +98,19 @@ def resolve_sites(session: so.Session, host: Site, site_ids: Iterable[int] = (),
         found = {s.id: s for s in session.scalars(sa.select(Site).where(Site.id.in_(ids)))}
         missing = [i for i in ids if i not in found]
         if missing:
-            raise NotFound(f"No site with id {', '.join(map(str, missing))}.", {"site_ids": ["no such site"]})
+            raise NotFound(_("No site with id %(id)s.", id=", ".join(map(str, missing))),
+                           {"site_ids": [_("no such site")]})
         wanted.update(found)
     for root_id in dict.fromkeys(subtree_ids):
         root = session.get(Site, root_id)
         if root is None:
-            raise NotFound(f"No site with id {root_id}.", {"subtree_ids": ["no such site"]})
+            raise NotFound(_("No site with id %(id)s.", id=root_id), {"subtree_ids": [_("no such site")]})
         wanted.update({s.id: s for s in session.scalars(sa.select(Site).where(
             Site.path.startswith(root.path), Site.status != Status.RETIRED))})
     for code in dict.fromkeys(level_codes):
         level = session.scalar(sa.select(Level).where(Level.code == code))
         if level is None:
-            raise Invalid(f"Unknown level {code!r}.", {"level_codes": ["unknown level"]})
+            raise Invalid(_("Unknown level %(code)s.", code=repr(code)), {"level_codes": [_("unknown level")]})
         wanted.update({s.id: s for s in session.scalars(sa.select(Site).where(
             Site.level_id == level.id, Site.status != Status.RETIRED, Site.path.startswith(
                 "/" + host.path.strip("/").split("/")[0] + "/")))})
@@ -117,12 +125,13 @@ def occurrence_starts(starts_at: dt.datetime, recurrence: Recurrence | None) -> 
     if recurrence is None:
         return [starts_at]
     if recurrence.interval < 1:
-        raise Invalid("The recurrence interval must be at least 1.", {"interval": ["at least 1"]})
+        raise Invalid(_("The recurrence interval must be at least 1."), {"interval": [_("at least 1")]})
     if (recurrence.until is None) == (recurrence.count is None):
-        raise Invalid("A series ends either on a date or after a number of occurrences.",
-                      {"recurrence": ["give until or count"]})
+        raise Invalid(_("A series ends either on a date or after a number of occurrences."),
+                      {"recurrence": [_("give until or count")]})
     if recurrence.count is not None and not 1 <= recurrence.count <= MAX_OCCURRENCES:
-        raise Invalid(f"A series has at most {MAX_OCCURRENCES} occurrences.", {"count": ["at most 365"]})
+        raise Invalid(_("A series has at most %(max)s occurrences.", max=MAX_OCCURRENCES),
+                      {"count": [_("at most %(max)s", max=MAX_OCCURRENCES)]})
     local_start = starts_at.astimezone(LOCAL).replace(tzinfo=None)
     freq = {Frequency.DAILY: du.DAILY, Frequency.WEEKLY: du.WEEKLY, Frequency.MONTHLY: du.MONTHLY}
     until = dt.datetime.combine(recurrence.until, dt.time(23, 59, 59)) if recurrence.until else None
@@ -131,11 +140,11 @@ def occurrence_starts(starts_at: dt.datetime, recurrence: Recurrence | None) -> 
     starts = []
     for i, start in enumerate(rule):
         if i >= MAX_OCCURRENCES:
-            raise Invalid(f"The series would have more than {MAX_OCCURRENCES} occurrences; end it sooner.",
-                          {"until": ["too many occurrences"]})
+            raise Invalid(_("The series would have more than %(max)s occurrences; end it sooner.",
+                            max=MAX_OCCURRENCES), {"until": [_("too many occurrences")]})
         starts.append(start.replace(tzinfo=LOCAL).astimezone(dt.UTC))
     if not starts:
-        raise Invalid("The series has no occurrence before its end date.", {"until": ["before the start"]})
+        raise Invalid(_("The series has no occurrence before its end date."), {"until": [_("before the start")]})
     return starts
 
 
@@ -164,26 +173,30 @@ def _window(start: dt.datetime, duration: dt.timedelta, setup_minutes: int) -> W
 def _validate(req: BookingRequest) -> None:
     errors: dict[str, list[str]] = {}
     if not req.title.strip():
-        errors["title"] = ["required"]
+        errors["title"] = [_("required")]
     for name in ("starts_at", "ends_at"):
         value = getattr(req, name)
         if value.tzinfo is None:
-            raise Invalid("Times must carry a time zone.", {name: ["no time zone"]})
+            raise Invalid(_("Times must carry a time zone."), {name: [_("no time zone")]})
     if req.ends_at <= req.starts_at:
-        errors["ends_at"] = ["must be after the start"]
+        errors["ends_at"] = [_("must be after the start")]
     elif req.ends_at - req.starts_at > booking.MAX_DURATION:
-        errors["ends_at"] = ["at most 12 hours after the start"]
+        errors["ends_at"] = [_("at most 12 hours after the start")]
     if not 0 <= req.setup_minutes <= 480:
-        errors["setup_minutes"] = ["between 0 and 480 minutes"]
+        errors["setup_minutes"] = [_("between 0 and 480 minutes")]
     if req.bitrate_kbps <= 0:
-        errors["bitrate_kbps"] = ["must be positive"]
+        errors["bitrate_kbps"] = [_("must be positive")]
     if errors:
         first = next(iter(errors))
-        messages = {"title": "The meeting needs a title.",
-                    "ends_at": "The meeting must end after it starts, and last at most 12 hours.",
-                    "setup_minutes": "The setup buffer is between 0 and 480 minutes.",
-                    "bitrate_kbps": "The bitrate must be positive."}
-        raise Invalid(messages[first], errors)
+        if first == "title":
+            message = _("The meeting needs a title.")
+        elif first == "ends_at":
+            message = _("The meeting must end after it starts, and last at most 12 hours.")
+        elif first == "setup_minutes":
+            message = _("The setup buffer is between 0 and 480 minutes.")
+        else:
+            message = _("The bitrate must be positive.")
+        raise Invalid(message, errors)
 
 
 def _lock_keys(sites: Sequence[Site], paths: dict[int, list[int]], bridge_ids: Iterable[int]) -> list[str]:
@@ -207,7 +220,7 @@ def _book_meeting(session: so.Session, req: BookingRequest, created_by_id: int |
     _validate(req)
     host = session.get(Site, req.host_site_id)
     if host is None:
-        raise NotFound(f"No site with id {req.host_site_id}.", {"host_site_id": ["no such site"]})
+        raise NotFound(_("No site with id %(id)s.", id=req.host_site_id), {"host_site_id": [_("no such site")]})
     sites = resolve_sites(session, host, req.site_ids, req.subtree_ids, req.level_codes)
     starts = occurrence_starts(req.starts_at, req.recurrence)
     duration = req.ends_at - req.starts_at
@@ -251,18 +264,18 @@ def _book_meeting(session: so.Session, req: BookingRequest, created_by_id: int |
 
 def _conference_number(session: so.Session) -> str:
     """A six-digit conference number not used by a meeting still to come."""
-    for _ in range(20):
+    for _attempt in range(20):
         number = f"{secrets.randbelow(900000) + 100000}"
         if session.scalar(sa.select(Meeting.id).where(Meeting.conference_number == number)) is None:
             return number
-    raise Conflict("Could not find a free conference number; try again.")
+    raise Conflict(_("Could not find a free conference number; try again."))
 
 
 def _schedule_draft(session: so.Session, meeting: Meeting, now: dt.datetime | None = None) -> Meeting:
     """Run the checks on a draft's occurrences and make them hold their resources."""
     drafts = [o for o in meeting.occurrences if o.status is OccurrenceStatus.DRAFT]
     if not drafts:
-        raise Conflict("The meeting has no draft occurrence to schedule.", code="not_draft")
+        raise Conflict(_("The meeting has no draft occurrence to schedule."), code="not_draft")
     sites = [p.site for p in drafts[0].participations]
     paths, path_clashes = booking.link_paths(session, meeting.host_site, [s for s in sites if s.id !=
                                                                           meeting.host_site_id])
@@ -314,22 +327,25 @@ def move_occurrence(session: so.Session, occurrence: Occurrence, starts_at: dt.d
 def get_meeting(session: so.Session, meeting_id: int) -> Meeting:
     meeting = session.get(Meeting, meeting_id)
     if meeting is None:
-        raise NotFound(f"No meeting with id {meeting_id}.")
+        raise NotFound(_("No meeting with id %(id)s.", id=meeting_id))
     return meeting
 
 
 def get_occurrence(session: so.Session, occurrence_id: int) -> Occurrence:
     occurrence = session.get(Occurrence, occurrence_id)
     if occurrence is None:
-        raise NotFound(f"No occurrence with id {occurrence_id}.")
+        raise NotFound(_("No occurrence with id %(id)s.", id=occurrence_id))
     return occurrence
 
 
 def _changeable(occurrence: Occurrence, now: dt.datetime) -> None:
     if occurrence.status in (OccurrenceStatus.CANCELLED, OccurrenceStatus.COMPLETED):
-        raise Conflict(f"This occurrence is {occurrence.status.value} and cannot be changed.", code="closed")
+        message = (_("This occurrence is cancelled and cannot be changed.")
+                   if occurrence.status is OccurrenceStatus.CANCELLED
+                   else _("This occurrence is completed and cannot be changed."))
+        raise Conflict(message, code="closed")
     if occurrence.ends_at <= now:
-        raise Conflict("This occurrence is over and cannot be changed.", code="closed")
+        raise Conflict(_("This occurrence is over and cannot be changed."), code="closed")
 
 
 def _move_occurrence(session: so.Session, occurrence: Occurrence, starts_at: dt.datetime, ends_at: dt.datetime,
@@ -338,9 +354,9 @@ def _move_occurrence(session: so.Session, occurrence: Occurrence, starts_at: dt.
     now = now or dt.datetime.now(dt.UTC)
     _changeable(occurrence, now)
     if ends_at <= starts_at:
-        raise Invalid("The meeting must end after it starts.", {"ends_at": ["must be after the start"]})
+        raise Invalid(_("The meeting must end after it starts."), {"ends_at": [_("must be after the start")]})
     if ends_at - starts_at > booking.MAX_DURATION:
-        raise Invalid("A meeting lasts at most 12 hours.", {"ends_at": ["at most 12 hours after the start"]})
+        raise Invalid(_("A meeting lasts at most 12 hours."), {"ends_at": [_("at most 12 hours after the start")]})
     meeting = occurrence.meeting
     shift, duration = starts_at - occurrence.starts_at, ends_at - starts_at
     moving = [occurrence]
@@ -476,7 +492,7 @@ def cancel_meeting(session: so.Session, meeting: Meeting, now: dt.datetime | Non
     open_ = [o for o in meeting.occurrences if o.status not in (OccurrenceStatus.CANCELLED, OccurrenceStatus.COMPLETED)
              and o.ends_at > now]
     if not open_:
-        raise Conflict("The meeting has nothing left to cancel.", code="closed")
+        raise Conflict(_("The meeting has nothing left to cancel."), code="closed")
     for o in open_:
         o.status = OccurrenceStatus.CANCELLED
         o.sequence += 1

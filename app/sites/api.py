@@ -19,6 +19,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask import request, url_for
 from flask.views import MethodView
+from flask_babel import gettext as _
 from flask_login import current_user
 from flask_smorest import Blueprint, abort
 from webargs.flaskparser import FlaskParser
@@ -67,7 +68,7 @@ def _refuse_stray_query() -> None:
     """Only the lists take query parameters; anywhere else one is a mistake the client should hear about."""
     listing = request.method in ("GET", "HEAD") and (request.endpoint or "").endswith(".collection")
     if request.args and not listing:
-        abort(422, messages={"query": {name: ["Unknown field."] for name in request.args}})
+        abort(422, messages={"query": {name: [_("Unknown field.")] for name in request.args}})
 
 
 def _filter(filter_cls: type[Any], args: Args) -> Any:

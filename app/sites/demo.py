@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
+from flask_babel import gettext as _
 
 from app.sites import service
 from app.sites.models import ContactRole, EndpointKind, HostKind, LinkMedium, Site
@@ -67,7 +68,7 @@ def seed(session: so.Session, layout: str = "three-level") -> Site:
     if session.scalar(sa.select(Site.id).where(Site.code == PROVINCE[0])) is not None:
         from app.errors import Conflict
 
-        raise Conflict("The demo province is already loaded.", code="duplicate")
+        raise Conflict(_("The demo province is already loaded."), code="duplicate")
     service.ensure_levels(session, layout)
     addresses = _Addresses()
     province = _site(session, *PROVINCE[:2], "province", None, PROVINCE[2], False, addresses)

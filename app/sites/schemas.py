@@ -11,6 +11,8 @@ import copy
 import datetime as dt
 
 import marshmallow as ma
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from marshmallow import fields, validate
 
 from app.sites.models import ContactRole, EndpointKind, HostKind, LinkMedium, Status
@@ -19,9 +21,38 @@ from app.sites.service import MAINTENANCE_TARGETS, maintenance_target_kind
 MAX_PAGE_SIZE = 200
 
 
+# marshmallow's own messages, the same English text, in the client's language: a lazy message is looked up
+# when the error is reported. Only messages without {placeholders} (marshmallow formats those when it makes the
+# error, which a lazy message would skip).
+_MARSHMALLOW_MESSAGES: list[tuple[type[fields.Field], str, object]] = [
+    (fields.Field, "required", _l("Missing data for required field.")),
+    (fields.Field, "null", _l("Field may not be null.")),
+    (fields.AwareDateTime, "invalid_awareness", _l("Not a valid aware datetime.")),
+    (fields.DateTime, "invalid", _l("Not a valid datetime.")),
+    (fields.Integer, "invalid", _l("Not a valid integer.")),
+    (fields.Number, "invalid", _l("Not a valid number.")),
+    (fields.Number, "too_large", _l("Number too large.")),
+    (fields.Boolean, "invalid", _l("Not a valid boolean.")),
+    (fields.String, "invalid", _l("Not a valid string.")),
+    (fields.List, "invalid", _l("Not a valid list.")),
+    (fields.Nested, "type", _l("Invalid type.")),
+]
+
+
 class Input(ma.Schema):
     class Meta:
         unknown = ma.RAISE  # a misspelt field is an error, never silently dropped
+
+    error_messages = {"unknown": _l("Unknown field."), "type": _l("Invalid input type.")}
+
+    def on_bind_field(self, field_name: str, field_obj: fields.Field) -> None:
+        messages = dict(field_obj.error_messages)
+        for cls, key, message in _MARSHMALLOW_MESSAGES:
+            # Only where the field says what `cls` says: a subclass's own wording (fields.Email's "Not a valid
+            # email address.") or a message given to the field stays.
+            if isinstance(field_obj, cls) and messages.get(key) == cls.default_error_messages.get(key):
+                messages[key] = message
+        field_obj.error_messages = messages
 
 
 def _text(max_length: int, min_length: int = 0, **kwargs: object) -> fields.String:
@@ -34,7 +65,7 @@ def _site_ref(**kwargs: object) -> fields.Integer:
 
 # Retiring goes through POST …/retire (or the site's own rules would be bypassed), so input status is one of two.
 _input_status = fields.Enum(Status, by_value=fields.String, validate=validate.OneOf(
-    [Status.PLANNED, Status.ACTIVE], error="Must be planned or active; retire with POST …/<id>/retire."))
+    [Status.PLANNED, Status.ACTIVE], error=_l("Must be planned or active; retire with POST …/<id>/retire.")))
 
 
 class UTCDateTime(fields.AwareDateTime):
@@ -324,7 +355,7 @@ class MaintenanceQuery(Input):
     @ma.validates_schema
     def _target_id_needs_kind(self, data: dict, **_kwargs: object) -> None:
         if "target_id" in data and "target_kind" not in data:
-            raise ma.ValidationError("Give target_kind with target_id.", "target_kind")
+            raise ma.ValidationError(_("Give target_kind with target_id."), "target_kind")
 
 
 class LevelQuery(Input):

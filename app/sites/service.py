@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from app.errors import Conflict, Invalid, NotFound
 from app.sites.models import (
@@ -40,11 +42,23 @@ LEVEL_PLANS: dict[str, list[tuple[str, str]]] = {
 }
 
 
+# One whole sentence per kind of record, so that each translates on its own (never "No " + a translated noun).
+_NOT_FOUND = {
+    "site": _l("No site with id %(id)s."),
+    "parent site": _l("No parent site with id %(id)s."),
+    "endpoint": _l("No endpoint with id %(id)s."),
+    "bridge": _l("No bridge with id %(id)s."),
+    "host": _l("No host with id %(id)s."),
+    "link": _l("No link with id %(id)s."),
+    "maintenance window": _l("No maintenance window with id %(id)s."),
+}
+
+
 def get(session: so.Session, model: type[M], object_id: int, label: str | None = None) -> M:
     obj = session.get(model, object_id)
     if obj is None:
-        name = label or model.__name__.lower()
-        raise NotFound(f"No {name} with id {object_id}.")
+        message = _NOT_FOUND.get(label or model.__name__.lower(), _l("No record with id %(id)s."))
+        raise NotFound(str(message) % {"id": object_id})
     return obj
 
 
@@ -52,8 +66,8 @@ def _apply(obj: Any, changes: Mapping[str, Any], allowed: Iterable[str]) -> None
     allowed = set(allowed)
     unknown = set(changes) - allowed
     if unknown:
-        raise Invalid(f"Unknown field(s): {', '.join(sorted(unknown))}.",
-                      {name: ["unknown field"] for name in sorted(unknown)})
+        raise Invalid(_("Unknown field(s): %(names)s.", names=", ".join(sorted(unknown))),
+                      {name: [_("unknown field")] for name in sorted(unknown)})
     for key, value in changes.items():
         setattr(obj, key, value)
 
@@ -62,7 +76,8 @@ def _apply(obj: Any, changes: Mapping[str, Any], allowed: Iterable[str]) -> None
 
 def ensure_levels(session: so.Session, plan: str) -> list[Level]:
     if plan not in LEVEL_PLANS:
-        raise Invalid(f"Unknown level plan {plan!r}; choose one of {', '.join(LEVEL_PLANS)}.")
+        raise Invalid(_("Unknown level plan '%(plan)s'; choose one of %(plans)s.", plan=plan,
+                        plans=", ".join(LEVEL_PLANS)))
     levels = []
     for rank, (code, name) in enumerate(LEVEL_PLANS[plan], start=1):
         level = session.scalar(sa.select(Level).where(Level.code == code))
@@ -82,7 +97,8 @@ def level_by_code(session: so.Session, code: str) -> Level:
     level = session.scalar(sa.select(Level).where(Level.code == code))
     if level is None:
         known = ", ".join(lv.code for lv in list_levels(session))
-        raise Invalid(f"Unknown level {code!r}; known levels: {known}.", {"level": ["unknown level"]})
+        raise Invalid(_("Unknown level '%(code)s'; known levels: %(known)s.", code=code, known=known),
+                      {"level": [_("unknown level")]})
     return level
 
 
@@ -95,8 +111,8 @@ SITE_FIELDS = ("code", "name", "level", "parent_id", "address", "latitude", "lon
 def _check_site_code(session: so.Session, code: str, site_id: int | None = None) -> None:
     clash = session.scalar(sa.select(Site).where(Site.code == code, Site.id != (site_id or 0)))
     if clash is not None:
-        raise Conflict(f"Site code {code!r} is already used by {clash.name}.", {"code": ["already used"]},
-                       code="duplicate")
+        raise Conflict(_("Site code '%(code)s' is already used by %(name)s.", code=code, name=clash.name),
+                       {"code": [_("already used")]}, code="duplicate")
 
 
 def _check_parent(session: so.Session, site: Site, parent: Site | None, name: str | None = None) -> None:
@@ -104,13 +120,16 @@ def _check_parent(session: so.Session, site: Site, parent: Site | None, name: st
         return
     name = name or site.name
     if site.id is not None and (parent.id == site.id or f"/{site.id}/" in parent.path):
-        raise Invalid(f"{parent.name} cannot be the parent of {name}: it lies inside its subtree "
-                      "(the tree would have a cycle).", {"parent_id": ["would make a cycle"]}, code="cycle")
+        raise Invalid(_("%(parent)s cannot be the parent of %(site)s: it lies inside its subtree "
+                        "(the tree would have a cycle).", parent=parent.name, site=name),
+                      {"parent_id": [_("would make a cycle")]}, code="cycle")
     if parent.level.rank >= site.level.rank:
-        raise Invalid(f"The parent {parent.name} ({parent.level.name}) must be at a higher level than "
-                      f"{site.level.name} ({name}).", {"parent_id": ["must be at a higher level"]})
+        raise Invalid(_("The parent %(parent)s (%(parent_level)s) must be at a higher level than %(level)s "
+                        "(%(site)s).", parent=parent.name, parent_level=parent.level.name, level=site.level.name,
+                        site=name),
+                      {"parent_id": [_("must be at a higher level")]})
     if parent.status is Status.RETIRED:
-        raise Invalid(f"The parent {parent.name} is retired.", {"parent_id": ["retired"]})
+        raise Invalid(_("The parent %(parent)s is retired.", parent=parent.name), {"parent_id": [_("retired")]})
 
 
 def _site_changes(session: so.Session, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -135,9 +154,11 @@ def _repath(session: so.Session, site: Site) -> None:
 
 def create_site(session: so.Session, data: Mapping[str, Any]) -> Site:
     changes = _site_changes(session, data)
-    for required in ("code", "name", "level"):
-        if not changes.get(required):
-            raise Invalid(f"The site's {required} is required.", {required: ["required"]})
+    required = {"code": _l("The site's code is required."), "name": _l("The site's name is required."),
+                "level": _l("The site's level is required.")}
+    for name, message in required.items():
+        if not changes.get(name):
+            raise Invalid(str(message), {name: [_("required")]})
     _check_site_code(session, changes["code"])
     site = Site()
     _apply(site, changes, SITE_FIELDS)
@@ -163,8 +184,10 @@ def update_site(session: so.Session, site: Site, data: Mapping[str, Any]) -> Sit
         if relevelled:
             for child in site.children:
                 if child.level.rank <= site.level.rank:
-                    raise Invalid(f"{site.name} cannot move to level {site.level.name}: its child {child.name} "
-                                  f"is at level {child.level.name}.", {"level": ["children at this level"]})
+                    raise Invalid(_("%(site)s cannot move to level %(level)s: its child %(child)s is at level "
+                                    "%(child_level)s.", site=site.name, level=site.level.name, child=child.name,
+                                    child_level=child.level.name),
+                                  {"level": [_("children at this level")]})
     if moved:
         _repath(session, site)
     session.flush()
@@ -176,8 +199,8 @@ def retire_site(session: so.Session, site: Site) -> Site:
     active_children = [c for c in site.children if c.status is not Status.RETIRED]
     if active_children:
         names = ", ".join(c.name for c in active_children[:5])
-        raise Conflict(f"{site.name} still has active sites under it ({names}); retire or move them first.",
-                       code="has_children")
+        raise Conflict(_("%(site)s still has active sites under it (%(names)s); retire or move them first.",
+                         site=site.name, names=names), code="has_children")
     site.status = Status.RETIRED
     for endpoint in site.endpoints:
         endpoint.status = Status.RETIRED
@@ -263,9 +286,9 @@ def _active_site(session: so.Session, site_id: int | None, field: str = "site_id
         return None
     site = session.get(Site, int(site_id))
     if site is None:
-        raise NotFound(f"No site with id {site_id}.", {field: ["no such site"]})
+        raise NotFound(_("No site with id %(id)s.", id=site_id), {field: [_("no such site")]})
     if site.status is Status.RETIRED:
-        raise Invalid(f"The site {site.name} is retired.", {field: ["retired site"]})
+        raise Invalid(_("The site %(name)s is retired.", name=site.name), {field: [_("retired site")]})
     return site
 
 
@@ -274,8 +297,8 @@ def _check_room(session: so.Session, endpoint: Endpoint) -> None:
         Endpoint.site_id == endpoint.site_id, Endpoint.room_name == endpoint.room_name,
         Endpoint.id != (endpoint.id or 0)))
     if clash is not None:
-        raise Conflict(f"The site already has a room named {endpoint.room_name!r}.",
-                       {"room_name": ["already used at this site"]}, code="duplicate")
+        raise Conflict(_("The site already has a room named '%(room)s'.", room=endpoint.room_name),
+                       {"room_name": [_("already used at this site")]}, code="duplicate")
 
 
 def save_endpoint(session: so.Session, data: Mapping[str, Any], endpoint: Endpoint | None = None) -> Endpoint:
@@ -284,8 +307,8 @@ def save_endpoint(session: so.Session, data: Mapping[str, Any], endpoint: Endpoi
         _active_site(session, data["site_id"])
     _apply(endpoint, data, ENDPOINT_FIELDS)
     if endpoint.site_id is None or not endpoint.room_name:
-        raise Invalid("An endpoint needs a site and a room name.",
-                      {k: ["required"] for k in ("site_id", "room_name") if not getattr(endpoint, k)})
+        raise Invalid(_("An endpoint needs a site and a room name."),
+                      {k: [_("required")] for k in ("site_id", "room_name") if not getattr(endpoint, k)})
     _check_room(session, endpoint)
     session.add(endpoint)
     session.flush()
@@ -298,13 +321,14 @@ def save_bridge(session: so.Session, data: Mapping[str, Any], bridge: Bridge | N
         _active_site(session, data["site_id"])
     _apply(bridge, data, BRIDGE_FIELDS)
     if not bridge.name or not bridge.total_ports:
-        raise Invalid("A bridge needs a name and its number of video ports.",
-                      {k: ["required"] for k in ("name", "total_ports") if not getattr(bridge, k)})
+        raise Invalid(_("A bridge needs a name and its number of video ports."),
+                      {k: [_("required")] for k in ("name", "total_ports") if not getattr(bridge, k)})
     if bridge.total_ports < 1:
-        raise Invalid("A bridge has at least one video port.", {"total_ports": ["must be at least 1"]})
+        raise Invalid(_("A bridge has at least one video port."), {"total_ports": [_("must be at least 1")]})
     clash = session.scalar(sa.select(Bridge).where(Bridge.name == bridge.name, Bridge.id != (bridge.id or 0)))
     if clash is not None:
-        raise Conflict(f"A bridge named {bridge.name!r} already exists.", {"name": ["already used"]}, code="duplicate")
+        raise Conflict(_("A bridge named '%(name)s' already exists.", name=bridge.name), {"name": [_("already used")]},
+                       code="duplicate")
     session.add(bridge)
     session.flush()
     return bridge
@@ -316,12 +340,13 @@ def save_host(session: so.Session, data: Mapping[str, Any], host: ManagedHost | 
         _active_site(session, data["site_id"])
     _apply(host, data, HOST_FIELDS)
     if host.site_id is None or not host.name or host.kind is None:
-        raise Invalid("A managed host needs a site, a name and a kind.",
-                      {k: ["required"] for k in ("site_id", "name", "kind") if not getattr(host, k)})
+        raise Invalid(_("A managed host needs a site, a name and a kind."),
+                      {k: [_("required")] for k in ("site_id", "name", "kind") if not getattr(host, k)})
     clash = session.scalar(sa.select(ManagedHost).where(ManagedHost.name == host.name,
                                                         ManagedHost.id != (host.id or 0)))
     if clash is not None:
-        raise Conflict(f"A host named {host.name!r} already exists.", {"name": ["already used"]}, code="duplicate")
+        raise Conflict(_("A host named '%(name)s' already exists.", name=host.name), {"name": [_("already used")]},
+                       code="duplicate")
     session.add(host)
     session.flush()
     return host
@@ -335,18 +360,20 @@ def save_link(session: so.Session, data: Mapping[str, Any], link: Link | None = 
     _apply(link, data, LINK_FIELDS)
     missing = [k for k in ("site_a_id", "site_b_id", "bandwidth_kbps") if not getattr(link, k)]
     if missing:
-        raise Invalid("A link needs both ends and its contracted bandwidth.", {k: ["required"] for k in missing})
+        raise Invalid(_("A link needs both ends and its contracted bandwidth."),
+                      {k: [_("required")] for k in missing})
     if link.site_a_id == link.site_b_id:
-        raise Invalid("A link joins two different sites; both ends are the same site.",
-                      {"site_b_id": ["same site as site A"]}, code="same_site")
+        raise Invalid(_("A link joins two different sites; both ends are the same site."),
+                      {"site_b_id": [_("same site as site A")]}, code="same_site")
     if link.bandwidth_kbps <= 0:
-        raise Invalid("The contracted bandwidth must be positive.", {"bandwidth_kbps": ["must be positive"]})
+        raise Invalid(_("The contracted bandwidth must be positive."), {"bandwidth_kbps": [_("must be positive")]})
     if not link.code:
         a, b = session.get(Site, link.site_a_id), session.get(Site, link.site_b_id)
         link.code = f"{a.code}-{b.code}" if a and b else ""
     clash = session.scalar(sa.select(Link).where(Link.code == link.code, Link.id != (link.id or 0)))
     if clash is not None:
-        raise Conflict(f"Link code {link.code!r} is already used.", {"code": ["already used"]}, code="duplicate")
+        raise Conflict(_("Link code '%(code)s' is already used.", code=link.code), {"code": [_("already used")]},
+                       code="duplicate")
     session.add(link)
     session.flush()
     return link
@@ -376,13 +403,14 @@ def create_maintenance(session: so.Session, target_kind: str, target_id: int, st
                        ends_at: dt.datetime, reason: str, created_by_id: int | None) -> MaintenanceWindow:
     model = MAINTENANCE_TARGETS.get(target_kind)
     if model is None:
-        raise Invalid(f"Maintenance applies to a site, endpoint, bridge or link, not {target_kind!r}.",
-                      {"target_kind": ["unknown kind"]})
+        raise Invalid(_("Maintenance applies to a site, endpoint, bridge or link, not '%(kind)s'.", kind=target_kind),
+                      {"target_kind": [_("unknown kind")]})
     target = get(session, model, target_id, target_kind)
     if ends_at <= starts_at:
-        raise Invalid("The maintenance window must end after it starts.", {"ends_at": ["must be after the start"]})
+        raise Invalid(_("The maintenance window must end after it starts."),
+                      {"ends_at": [_("must be after the start")]})
     if not reason.strip():
-        raise Invalid("Give the reason for the maintenance.", {"reason": ["required"]})
+        raise Invalid(_("Give the reason for the maintenance."), {"reason": [_("required")]})
     window = MaintenanceWindow(starts_at=starts_at, ends_at=ends_at, reason=reason.strip(),
                                created_by_id=created_by_id, **{target_kind: target})
     session.add(window)
@@ -399,10 +427,11 @@ def update_maintenance(session: so.Session, window: MaintenanceWindow, data: Map
     """Move or re-explain a window; its target stays (a window on another target is a new window)."""
     _apply(window, data, ("starts_at", "ends_at", "reason"))
     if window.ends_at <= window.starts_at:
-        raise Invalid("The maintenance window must end after it starts.", {"ends_at": ["must be after the start"]})
+        raise Invalid(_("The maintenance window must end after it starts."),
+                      {"ends_at": [_("must be after the start")]})
     window.reason = window.reason.strip()
     if not window.reason:
-        raise Invalid("Give the reason for the maintenance.", {"reason": ["required"]})
+        raise Invalid(_("Give the reason for the maintenance."), {"reason": [_("required")]})
     session.flush()
     return window
 
@@ -507,8 +536,8 @@ def maintenance_query(session: so.Session, f: MaintenanceFilter) -> sa.Select[tu
     stmt = sa.select(MaintenanceWindow).order_by(MaintenanceWindow.starts_at.desc(), MaintenanceWindow.id)
     if f.target_kind:
         if f.target_kind not in MAINTENANCE_TARGETS:
-            raise Invalid(f"Maintenance applies to a site, endpoint, bridge or link, not {f.target_kind!r}.",
-                          {"target_kind": ["unknown kind"]})
+            raise Invalid(_("Maintenance applies to a site, endpoint, bridge or link, not '%(kind)s'.",
+                            kind=f.target_kind), {"target_kind": [_("unknown kind")]})
         column = getattr(MaintenanceWindow, f"{f.target_kind}_id")
         stmt = stmt.where(column.is_not(None) if f.target_id is None else column == f.target_id)
     if f.ends_after is not None:
