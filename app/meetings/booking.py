@@ -458,7 +458,7 @@ def reserve(session: so.Session, occurrence: Occurrence, plan: Plan) -> None:
         session.execute(sa.insert(Participation), [
             {"occurrence_id": occurrence.id, "site_id": site_id, "endpoint_id": endpoint_id, "confirmed_by": ""}
             for site_id, endpoint_id in plan.rooms.items()])
-        _replace_link_reservations(session, occurrence, plan)
+        _replace_link_reservations(session, occurrence, plan, new=True)
         session.expire(occurrence, ["participations", "link_reservations"])
         return
     existing = {p.site_id: p for p in occurrence.participations}
@@ -473,8 +473,9 @@ def reserve(session: so.Session, occurrence: Occurrence, plan: Plan) -> None:
         session.expire(occurrence, ["link_reservations"])
 
 
-def _replace_link_reservations(session: so.Session, occurrence: Occurrence, plan: Plan) -> None:
-    session.execute(sa.delete(LinkReservation).where(LinkReservation.occurrence_id == occurrence.id))
+def _replace_link_reservations(session: so.Session, occurrence: Occurrence, plan: Plan, new: bool = False) -> None:
+    if not new:
+        session.execute(sa.delete(LinkReservation).where(LinkReservation.occurrence_id == occurrence.id))
     if plan.link_kbps:
         session.execute(sa.insert(LinkReservation), [
             {"occurrence_id": occurrence.id, "link_id": link_id, "kbps": kbps,

@@ -95,7 +95,7 @@ def resolve_sites(session: so.Session, host: Site, site_ids: Iterable[int] = (),
     wanted: dict[int, Site] = {host.id: host}
     ids = list(dict.fromkeys(site_ids))
     if ids:
-        found = {s.id: s for s in session.scalars(sa.select(Site).where(Site.id.in_(ids)))}
+        found = {s.id: s for s in session.scalars(sa.select(Site).where(booking.among(session, Site.id, ids)))}
         missing = [i for i in ids if i not in found]
         if missing:
             raise NotFound(_("No site with id %(id)s.", id=", ".join(map(str, missing))),
