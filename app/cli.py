@@ -215,5 +215,13 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
                 child.kill()
 
 
+def _register_domain_commands() -> None:
+    from app.provisioning.vault import credentials_cli
+
+    main.add_command(credentials_cli)
+
+
+_register_domain_commands()
+
 if __name__ == "__main__":
     main()

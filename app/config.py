@@ -64,6 +64,16 @@ SETTINGS: list[Setting] = [
     Setting("WORKDAYS", "mon,tue,wed,thu,fri", "Working days for suggested meeting slots."),
     Setting("DOCUMENT_MAX_MB", 25, "Largest meeting document accepted, in megabytes.", int),
     Setting("SIGNED_LINK_DAYS", 30, "Days a link in an invitation (documents, attendance) stays valid.", int),
+    Setting("CREDENTIAL_KEYS", "", "Fernet keys encrypting device credentials, comma-separated, newest first (kept "
+            "out of logs); empty means one key generated into INSTANCE_PATH/credential_keys (only without REDIS_URL)."),
+    Setting("PLAYBOOK_DIR", str(PROJECT_ROOT / "playbooks"), "Folder of the playbooks that job templates may run."),
+    Setting("JOB_WORK_DIR", "", "Folder for each job's private data directory (removed after the run); empty means "
+            "the system's temporary folder."),
+    Setting("JOB_TIMEOUT", 3600, "Seconds after which a running job is stopped (0: no limit).", int),
+    Setting("DEVICE_CONNECT_TIMEOUT", 10, "Seconds to wait for a device's TCP connection, SSH handshake and login, "
+            "each.", int),
+    Setting("DEVICE_COMMAND_TIMEOUT", 30, "Seconds to wait for a device's whole answer to one request.", int),
+    Setting("DEVICE_KEEPALIVE", 15, "Seconds between SSH keepalives on a device connection.", int),
 ]
 
 

@@ -4,7 +4,9 @@
 def load_all() -> None:
     import app.auth.models
     import app.calendar.models
+    import app.devices.models
     import app.meetings.agenda_models
     import app.meetings.models
+    import app.provisioning.models
     import app.queue.models
     import app.sites.models  # noqa: F401

@@ -114,6 +114,14 @@ def sweep_document_files() -> None:
     _in_app(sweep)
 
 
+@huey.periodic_task(crontab(minute="*"))
+def reap_lost_jobs() -> None:
+    """Jobs whose worker died are marked lost, after their ansible-playbook process group is ended."""
+    from app.provisioning.runner import reap_in_worker
+
+    _in_app(reap_in_worker)
+
+
 def last_check_in() -> dt.datetime | None:
     return db.session.scalar(sa.select(sa.func.max(WorkerCheckin.seen_at)))
 

@@ -22,6 +22,7 @@ PUBLIC = "public"
 INVENTORY_VIEW, INVENTORY_EDIT, MAINTENANCE_EDIT = STAFF, {A, T}, {A, T, OP}
 MEETINGS_VIEW, MEETINGS_BOOK, MEETINGS_ATTEND = STAFF, {A, S}, {A, S, SS}
 ADMIN_ONLY = {A}
+JOBS_VIEW, JOBS_LAUNCH, CREDENTIALS, DEVICES_ACT = {A, T, OP, V}, {A, T}, {A, T}, {A, T}
 
 EXPECTED: dict[str, set[Role] | str] = {
     # no user: each has its own check
@@ -88,6 +89,25 @@ EXPECTED.update({
     "api_maintenance.collection POST": MAINTENANCE_EDIT, "api_maintenance.item PATCH": MAINTENANCE_EDIT,
     "api_maintenance.item DELETE": MAINTENANCE_EDIT,
 })
+
+
+# Equipment: operators and viewers follow jobs; technicians launch them, keep the credentials, act on devices.
+EXPECTED.update({
+    "jobs.job_list GET": JOBS_VIEW, "jobs.job_detail GET": JOBS_VIEW, "jobs.job_events GET": JOBS_VIEW,
+    "jobs.template_list GET": JOBS_VIEW, "api_jobs.collection GET": JOBS_VIEW, "api_jobs.item GET": JOBS_VIEW,
+    "api_job_events.collection GET": JOBS_VIEW, "api_job-templates.collection GET": JOBS_VIEW,
+    "jobs.job_cancel POST": JOBS_LAUNCH, "jobs.job_relaunch POST": JOBS_LAUNCH, "api_jobs.collection POST": JOBS_LAUNCH,
+    "api_jobs.cancel POST": JOBS_LAUNCH, "api_jobs.relaunch POST": JOBS_LAUNCH,
+    "jobs.credential_list GET": CREDENTIALS, "jobs.assignment_delete POST": CREDENTIALS,
+    "devices.endpoint_page GET": DEVICES_ACT, "devices.request_action POST": DEVICES_ACT,
+    "devices.action_page GET": DEVICES_ACT, "devices.host_keys GET": DEVICES_ACT,
+    "devices.accept_host_key POST": DEVICES_ACT, "devices.forget_host_key POST": DEVICES_ACT,
+})
+for _endpoint in ("jobs.template_create", "jobs.template_edit", "jobs.template_launch"):
+    EXPECTED[f"{_endpoint} GET"] = EXPECTED[f"{_endpoint} POST"] = JOBS_LAUNCH
+for _endpoint in ("jobs.credential_assign", "jobs.credential_create", "jobs.credential_delete",
+                  "jobs.credential_edit", "jobs.credential_rotate"):
+    EXPECTED[f"{_endpoint} GET"] = EXPECTED[f"{_endpoint} POST"] = CREDENTIALS
 
 
 def _routes(app) -> list[tuple[str, str, str]]:

@@ -1,5 +1,145 @@
-"""Quick device actions and host-key acceptance (HTML). (Filled in by the device work.)"""
+"""Device pages: an endpoint's quick actions and their results, and the host keys waiting for a technician.
 
-from flask import Blueprint
+Thin views: a quick action is queued (the worker talks to the device) and the page polls its row; nothing here
+opens an SSH connection. A client asking for JSON gets 202 with the action's address, then its state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, flash, jsonify, make_response, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from app.auth.permissions import require
+from app.db import db
+from app.devices import hostkeys, service
+from app.devices.models import ActionKind, DeviceAction
+from app.errors import DomainError
+from app.extensions import wants_json
+from app.sites.models import Endpoint
 
 bp = Blueprint("devices", __name__, url_prefix="/devices")
+# Every process that builds the app (web, worker) registers the outbox handler that runs quick actions.
+assert service.run_quick_action
+
+POLL_SECONDS = 2
+
+
+def action_json(action: DeviceAction) -> dict[str, Any]:
+    return {
+        "id": action.id, "endpoint_id": action.endpoint_id, "action": action.action.value,
+        "state": action.state.value, "result": action.result, "error": action.error,
+        "created_at": action.created_at.isoformat(),
+        "started_at": action.started_at.isoformat() if action.started_at else None,
+        "finished_at": action.finished_at.isoformat() if action.finished_at else None,
+        "url": url_for("devices.action_page", action_id=action.id),
+    }
+
+
+@bp.get("/endpoints/<int:endpoint_id>")
+@require("devices.act")
+def endpoint_page(endpoint_id: int) -> ResponseReturnValue:
+    session = db.session
+    endpoint = service.get_endpoint(session, endpoint_id)
+    actions = service.recent_actions(session, endpoint)
+    waiting = any(not a.finished and not service.is_stale(a) for a in actions)
+    keys = hostkeys.keys_of(session, endpoint.mgmt_address, endpoint.mgmt_port) if endpoint.mgmt_address else []
+    try:
+        service.check_manageable(endpoint)
+        unmanageable = ""
+    except DomainError as exc:
+        unmanageable = exc.message
+    page = render_template(
+        "devices/endpoint.html", endpoint=endpoint, actions=actions, waiting=waiting, keys=keys,
+        unmanageable=unmanageable, is_stale=service.is_stale,
+        status=service.latest_result(session, endpoint, ActionKind.STATUS),
+        config=service.latest_result(session, endpoint, ActionKind.FETCH_CONFIG))
+    return _polled(page, waiting)
+
+
+@bp.post("/endpoints/<int:endpoint_id>/actions")
+@require("devices.act")
+def request_action(endpoint_id: int) -> ResponseReturnValue:
+    session = db.session
+    endpoint = service.get_endpoint(session, endpoint_id)
+    kind = service.parse_action(request.form.get("action", "") or (request.get_json(silent=True) or {}).get(
+        "action", ""))
+    action = service.request_action(session, endpoint, kind, current_user)
+    if wants_json():
+        response = jsonify(action_json(action))
+        response.status_code = 202
+        response.headers["Location"] = url_for("devices.action_page", action_id=action.id)
+        return response
+    return redirect(url_for("devices.action_page", action_id=action.id), code=303)
+
+
+@bp.get("/actions/<int:action_id>")
+@require("devices.act")
+def action_page(action_id: int) -> ResponseReturnValue:
+    action = service.get_action(db.session, action_id)
+    if wants_json():
+        return jsonify(action_json(action))
+    endpoint = action.endpoint
+    keys = hostkeys.keys_of(db.session, endpoint.mgmt_address, endpoint.mgmt_port) if endpoint.mgmt_address else []
+    stale = service.is_stale(action)
+    page = render_template("devices/action.html", action=action, endpoint=endpoint, keys=keys, stale=stale)
+    return _polled(page, not action.finished and not stale)
+
+
+def _polled(page: str, waiting: bool) -> Response:
+    """The page, asking the browser to load it again in a moment while the worker has not answered."""
+    response = make_response(page)
+    if waiting:
+        response.headers["Refresh"] = str(POLL_SECONDS)
+    return response
+
+
+@bp.get("/host-keys")
+@require("devices.act")
+def host_keys() -> ResponseReturnValue:
+    session = db.session
+    pending = hostkeys.pending_keys(session)
+    accepted = hostkeys.accepted_keys(session)
+    addresses = {k.address for k, _pinned in pending} | {k.address for k in accepted}
+    endpoints: dict[tuple[str, int], list[Endpoint]] = {}
+    if addresses:
+        for e in session.scalars(sa.select(Endpoint).where(Endpoint.mgmt_address.in_(addresses))
+                                 .order_by(Endpoint.room_name)):
+            endpoints.setdefault((e.mgmt_address, e.mgmt_port), []).append(e)
+    return render_template("devices/host_keys.html", pending=pending, accepted=accepted, endpoints=endpoints)
+
+
+def _back(default: str) -> str:
+    target = request.form.get("next", "")
+    # Only a path of this site: never an address elsewhere.
+    return target if target.startswith("/") and not target.startswith("//") else default
+
+
+@bp.post("/host-keys/<int:key_id>/accept")
+@require("devices.act")
+def accept_host_key(key_id: int) -> ResponseReturnValue:
+    key = hostkeys.get_key(db.session, key_id)
+    fingerprint = request.form.get("fingerprint", "")
+    if fingerprint and fingerprint != key.fingerprint:
+        # The page showed another key than the one stored under this id: accept nothing.
+        flash(_("The key changed since the page was shown; compare the fingerprint again."), "error")
+        return redirect(url_for("devices.host_keys"))
+    hostkeys.accept(db.session, key, current_user)
+    flash(_("Host key %(fingerprint)s of %(host)s accepted.", fingerprint=key.fingerprint, host=key.where),
+          "success")
+    return redirect(_back(url_for("devices.host_keys")))
+
+
+@bp.post("/host-keys/<int:key_id>/forget")
+@require("devices.act")
+def forget_host_key(key_id: int) -> ResponseReturnValue:
+    key = hostkeys.get_key(db.session, key_id)
+    fingerprint, where = key.fingerprint, key.where
+    hostkeys.forget(db.session, key)
+    flash(_("Host key %(fingerprint)s of %(host)s forgotten.", fingerprint=fingerprint, host=where), "success")
+    return redirect(_back(url_for("devices.host_keys")))
+

@@ -1,5 +1,117 @@
-"""The jobs' JSON API under /api/v1/jobs. (Filled in by the jobs work.)"""
+"""The jobs' JSON API under /api/v1: launch (202 with the job's address), follow, cancel, relaunch; templates.
 
+Thin views as in app.sites.api: the schemas parse, app.provisioning.service does the work, the request's
+commit point commits, and the run happens on a worker afterwards. A client follows a job by reading
+GET /api/v1/jobs/<id>/events?after=<last seq> until `finished` is true.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from flask import url_for
+from flask.views import MethodView
+from flask_login import current_user
 from flask_smorest import Blueprint
 
-blueprints: list[Blueprint] = []
+from app.auth.permissions import require
+from app.db import db
+from app.provisioning import schemas, service
+from app.provisioning.models import Job
+from app.sites.api import ApiBlueprint
+
+Args = dict[str, Any]
+
+jobs = ApiBlueprint("jobs", "Jobs: playbook runs on the task queue, followed live, cancelled, relaunched.")
+# The events are a list that takes a query (after=); their blueprint has a name of its own, under /jobs.
+events = ApiBlueprint("job_events", "The events of a job, in order.")
+events.url_prefix = "/api/v1/jobs"
+templates = ApiBlueprint("job-templates", "Job templates: the playbooks technicians may launch.")
+
+
+def _accepted(job: Job) -> tuple[Job, int, dict[str, str]]:
+    return job, 202, {"Location": url_for("api_jobs.item", job_id=job.id)}
+
+
+@jobs.route("", endpoint="collection")
+class JobCollection(MethodView):
+    @require("jobs.view")
+    @jobs.arguments(schemas.JobQuery, location="query")
+    @jobs.response(200, schemas.JobPage)
+    @jobs.fails(422)
+    def get(self, args: Args) -> Args:
+        """The job history, newest first: by state, template, who launched."""
+        f = service.JobFilter(state=args["state"].value if "state" in args else "",
+                              template_id=args.get("template_id"), launched_by_id=args.get("launched_by_id"))
+        stmt = service.job_query(f)
+        page, size = args["page"], args["page_size"]
+        total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))
+        items = list(db.session.scalars(stmt.limit(size).offset((page - 1) * size)).unique())
+        return {"items": items, "total": total, "page": page, "page_size": size}
+
+    @require("jobs.launch")
+    @jobs.arguments(schemas.JobLaunch)
+    @jobs.response(202, schemas.JobOut)
+    @jobs.fails(404, 422)
+    def post(self, data: Args) -> tuple[Job, int, dict[str, str]]:
+        """Launch a template: the job is queued and runs on a worker; follow it at the Location."""
+        template = service.get_template(db.session, data["template_id"])
+        job = service.launch_job(db.session, template, current_user, limit=data["limit"], tags=data["tags"],
+                                 check=data["check_mode"], extra_vars=data["extra_vars"])
+        return _accepted(job)
+
+
+@jobs.route("/<int:job_id>", endpoint="item")
+class JobItem(MethodView):
+    @require("jobs.view")
+    @jobs.response(200, schemas.JobOut)
+    @jobs.fails(404)
+    def get(self, job_id: int) -> Job:
+        """A job: its state, return code, per-host counts, and what it waits for."""
+        return service.get_job(db.session, job_id)
+
+
+@jobs.route("/<int:job_id>/cancel", methods=["POST"], endpoint="cancel")
+@require("jobs.launch")
+@jobs.arguments(schemas.NoBody)
+@jobs.response(202, schemas.JobOut)
+@jobs.fails(404, 409)
+def cancel_job(_data: Args, job_id: int) -> tuple[Job, int, dict[str, str]]:
+    """Cancel a job: a queued one at once, a running one within a few seconds (409 when it has ended)."""
+    return _accepted(service.request_cancel(db.session, service.get_job(db.session, job_id)))
+
+
+@jobs.route("/<int:job_id>/relaunch", methods=["POST"], endpoint="relaunch")
+@require("jobs.launch")
+@jobs.arguments(schemas.NoBody)
+@jobs.response(202, schemas.JobOut)
+@jobs.fails(404, 422)
+def relaunch_job(_data: Args, job_id: int) -> tuple[Job, int, dict[str, str]]:
+    """Launch the same template again with the same limit, tags, check mode and variables."""
+    return _accepted(service.relaunch_job(db.session, service.get_job(db.session, job_id), current_user))
+
+
+@events.route("/<int:job_id>/events", endpoint="collection")
+class JobEvents(MethodView):
+    @require("jobs.view")
+    @events.arguments(schemas.EventQuery, location="query")
+    @events.response(200, schemas.EventPage)
+    @events.fails(404, 422)
+    def get(self, args: Args, job_id: int) -> Args:
+        """The job's events after a sequence number, in order; `finished` says whether more can come."""
+        job = service.get_job(db.session, job_id)
+        return {"items": service.events_after(db.session, job, args["after"], args["limit"]),
+                "state": job.state, "finished": job.finished}
+
+
+@templates.route("", endpoint="collection")
+class TemplateCollection(MethodView):
+    @require("jobs.view")
+    @templates.response(200, schemas.TemplateList)
+    def get(self) -> Args:
+        """The job templates."""
+        return {"items": service.list_templates(db.session)}
+
+
+blueprints: list[Blueprint] = [jobs, events, templates]

@@ -1,0 +1,101 @@
+"""Pinned SSH host keys of the equipment, and the quick actions technicians ask of an endpoint."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from app.auth.audit import audited
+from app.db import Base, utcnow
+
+if TYPE_CHECKING:
+    from app.auth.models import User
+    from app.sites.models import Endpoint
+
+
+def _enum(cls: type[enum.Enum], name: str) -> sa.Enum:
+    # Stored as text with a CHECK constraint, like the inventory's choices.
+    return sa.Enum(cls, name=name, native_enum=False, create_constraint=True, length=20,
+                   values_callable=lambda e: [m.value for m in e])
+
+
+class HostKeyState(enum.StrEnum):
+    PENDING = "pending"  # seen, not trusted: connections are refused until a technician accepts it
+    ACCEPTED = "accepted"  # the pinned key: the only one a connection to this address and port accepts
+
+
+@audited
+class HostKey(Base):
+    """A host key an address offered. At most one per address and port is accepted (enforced by the service);
+    the others wait, so a changed key is shown next to the pinned one and never replaces it by itself."""
+
+    __tablename__ = "host_keys"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    address: so.Mapped[str] = so.mapped_column(sa.String(255))
+    port: so.Mapped[int]
+    key_type: so.Mapped[str] = so.mapped_column(sa.String(50))
+    fingerprint: so.Mapped[str] = so.mapped_column(sa.String(100))  # SHA256:<base64>, as ssh-keygen -l prints
+    state: so.Mapped[HostKeyState] = so.mapped_column(_enum(HostKeyState, "host_key_state"),
+                                                      default=HostKeyState.PENDING)
+    first_seen_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+    last_seen_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+    accepted_by_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    accepted_at: so.Mapped[dt.datetime | None]
+
+    accepted_by: so.Mapped[User | None] = so.relationship("User")
+
+    __table_args__ = (
+        sa.UniqueConstraint("address", "port", "fingerprint", name="uq_host_keys_address_port_fingerprint"),
+        sa.CheckConstraint("port > 0 AND port < 65536", name="port_range"),
+        sa.Index("ix_host_keys_address_port", "address", "port"),
+    )
+
+    @property
+    def where(self) -> str:
+        return self.address if self.port == 22 else f"{self.address}:{self.port}"
+
+
+class ActionKind(enum.StrEnum):
+    STATUS = "status"
+    FETCH_CONFIG = "fetch_config"
+
+
+class ActionState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (ActionState.SUCCEEDED, ActionState.FAILED)
+
+
+class DeviceAction(Base):
+    """A short task on one endpoint (its status, its configuration), run by the queue; the page polls it."""
+
+    __tablename__ = "device_actions"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    endpoint_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("endpoints.id", ondelete="CASCADE"), index=True)
+    action: so.Mapped[ActionKind] = so.mapped_column(_enum(ActionKind, "device_action_kind"))
+    state: so.Mapped[ActionState] = so.mapped_column(_enum(ActionState, "device_action_state"),
+                                                     default=ActionState.QUEUED)
+    result: so.Mapped[dict[str, Any] | None] = so.mapped_column(sa.JSON)
+    error: so.Mapped[str] = so.mapped_column(sa.Text, default="")
+    requested_by_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+    started_at: so.Mapped[dt.datetime | None]
+    finished_at: so.Mapped[dt.datetime | None]
+
+    endpoint: so.Mapped[Endpoint] = so.relationship("Endpoint")
+    requested_by: so.Mapped[User | None] = so.relationship("User")
+
+    @property
+    def finished(self) -> bool:
+        return self.state.finished

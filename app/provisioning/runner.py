@@ -1,0 +1,701 @@
+"""Runs a job's playbook through ansible-runner on a task-queue worker, and ends the runs whose worker died.
+
+One run, in order: take the job's hosts (one job at a time per host; a job whose host is busy stays queued,
+waiting for the job that holds it, and is woken when that job ends); write a private data directory (mode
+0700) with the inventory and the opened credentials (files 0600); run ansible-playbook with the worker's
+secrets left out of its environment; store every event as it comes, in short transactions so the job page
+shows it live, with every secret of the run scrubbed; stop when a cancel is asked for; keep the artifacts,
+scrubbed, under INSTANCE_PATH/jobs/<id>/; remove the private data directory whatever happened; end the job
+and free its hosts in one transaction.
+
+A worker that dies leaves its job running: `reap_lost_jobs()` (periodic) finds such jobs, ends their
+ansible-playbook process group, removes the private data directory, marks them lost and frees their hosts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+import yaml
+from flask import current_app
+
+from app.db import commit_scope, db, read_only_intent, utcnow
+from app.provisioning.models import TERMINAL_STATES, Job, JobEvent, JobHost, JobState
+from app.provisioning.vault import AssignmentResolver, CredentialKeyError, DeviceLogin, credentials_for
+from app.queue import outbox
+from app.queue.models import WorkerCheckin
+from app.sites.models import Bridge, Endpoint, ManagedHost, Site, Status
+
+log = logging.getLogger(__name__)
+SCRUBBED = "********"
+RUN_MARK = "VCOPS_JOB_RUN"  # set in ansible-playbook's environment: finds the run's processes after a crash
+CANCEL_CHECK_SECONDS = 1.0
+TERM_GRACE_SECONDS = 5.0
+# Inherited variables ansible-playbook may see; everything else of the worker's environment (the database
+# URL, the credential keys, the session secret…) stays out of it and out of the run's artifacts.
+_INHERITED_ENV = re.compile(r"^(PATH|HOME|USER|LOGNAME|SHELL|TERM|LANG|LANGUAGE|LC_\w+|TZ|TMPDIR|PYTHONPATH|"
+                            r"ANSIBLE_\w+|SSL_CERT_\w+|REQUESTS_CA_BUNDLE)$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def worker_name() -> str:
+    """The name the worker checks in under (app.tasks): host:pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# ---------------------------------------------------------------- the inventory of a run
+
+@dataclass
+class Inventory:
+    """Hosts with their variables, groups, and which credential each host logs in with."""
+
+    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    credential_of: dict[str, int] = field(default_factory=dict)
+
+    def add(self, name: str, variables: dict[str, Any], groups: Iterable[str], credential_id: int | None) -> None:
+        self.hosts[name] = variables
+        for group in groups:
+            self.groups.setdefault(group, []).append(name)
+        if credential_id is not None:
+            self.credential_of[name] = credential_id
+
+
+def _slug(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text.replace("đ", "d").replace("Đ", "D"))
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "x"
+
+
+def _group(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def endpoint_hostname(endpoint: Endpoint) -> str:
+    """An endpoint's name in the inventory: its site's code and its room, e.g. TQ-TP-MX.phong-hop-1."""
+    return f"{endpoint.site.code}.{_slug(endpoint.room_name)}"
+
+
+def build_inventory(session: so.Session, credential_id: int | None = None) -> Inventory:
+    """The managed equipment with a management address, grouped by kind, by site (and the sites above it)
+    and by level. `credential_id` (a template's) replaces every host's assigned credential."""
+    sites = {s.id: s for s in session.scalars(sa.select(Site).options(so.joinedload(Site.level)))}
+    resolver = AssignmentResolver(session)
+    inventory = Inventory()
+
+    def site_groups(site: Site | None) -> list[str]:
+        if site is None:
+            return []
+        ids = [int(p) for p in site.path.strip("/").split("/") if p]
+        return [f"site_{_group(sites[i].code)}" for i in ids if i in sites] + [_group(site.level.code)]
+
+    def add(name: str, device: Endpoint | Bridge | ManagedHost, kind_group: str, variables: dict[str, Any]) -> None:
+        while name in inventory.hosts:  # names are unique per kind; across kinds, the later one gives way
+            name = f"{name}-{kind_group}"
+        site = sites.get(device.site_id) if device.site_id else None
+        variables |= {"vcops_kind": kind_group, "vcops_id": device.id,
+                      "vcops_site_code": site.code if site else "", "vcops_site_name": site.name if site else ""}
+        inventory.add(name, variables, [kind_group, *site_groups(site)],
+                      credential_id if credential_id is not None else resolver.credential_id(device))
+
+    live = (Status.ACTIVE, Status.PLANNED)
+    for e in session.scalars(sa.select(Endpoint).options(so.joinedload(Endpoint.site))
+                             .where(Endpoint.status.in_(live), Endpoint.mgmt_address != "").order_by(Endpoint.id)):
+        add(endpoint_hostname(e), e, "endpoints", {"ansible_host": e.mgmt_address, "ansible_port": e.mgmt_port,
+                                                   "sip_uri": e.sip_uri, "room_name": e.room_name})
+    for b in session.scalars(sa.select(Bridge).options(so.joinedload(Bridge.site))
+                             .where(Bridge.status.in_(live), Bridge.mgmt_address != "").order_by(Bridge.id)):
+        add(b.name, b, "bridges", {"ansible_host": b.mgmt_address, "sip_address": b.sip_address})
+    for h in session.scalars(sa.select(ManagedHost).options(so.joinedload(ManagedHost.site))
+                             .where(ManagedHost.status.in_(live), ManagedHost.mgmt_address != "")
+                             .order_by(ManagedHost.id)):
+        add(h.name, h, f"{h.kind.value}s", {"ansible_host": h.mgmt_address})
+    return inventory
+
+
+class _Unsafe(str):
+    """A value Ansible must never template (secrets, user-given variables): written with YAML's !unsafe."""
+
+
+class _InventoryDumper(yaml.SafeDumper):
+    pass
+
+
+_InventoryDumper.add_representer(_Unsafe, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value)))
+
+
+def _unsafe(value: Any) -> Any:
+    if isinstance(value, str):
+        return _Unsafe(value)
+    if isinstance(value, dict):
+        return {k: _unsafe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unsafe(v) for v in value]
+    return value
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def write_inventory(inventory: Inventory, path: Path, logins: dict[int, DeviceLogin] | None = None,
+                    key_dir: Path | None = None) -> None:
+    """Write the inventory as YAML (mode 0600); with `logins`, each host gets its user and its password or
+    a private key file (0600 in key_dir)."""
+    hosts: dict[str, dict[str, Any]] = {}
+    key_files: dict[int, Path] = {}
+    for name, variables in inventory.hosts.items():
+        host_vars = dict(variables)
+        login = (logins or {}).get(inventory.credential_of.get(name, -1))
+        if login is not None:
+            if login.username:
+                host_vars["ansible_user"] = login.username
+            if login.private_key:
+                if login.credential_id not in key_files:
+                    assert key_dir is not None
+                    key_files[login.credential_id] = key_dir / f"credential-{login.credential_id}"
+                    _write_private(key_files[login.credential_id], login.private_key)
+                host_vars["ansible_ssh_private_key_file"] = str(key_files[login.credential_id])
+            else:
+                host_vars["ansible_password"] = _Unsafe(login.password)
+        hosts[name] = host_vars
+    children = {g: {"hosts": dict.fromkeys(names, None)} for g, names in inventory.groups.items()}
+    document = {"all": {"hosts": hosts, "children": children}}
+    _write_private(path, yaml.dump(document, Dumper=_InventoryDumper, allow_unicode=True, sort_keys=False))
+
+
+# ---------------------------------------------------------------- which hosts a run works on
+
+def _play_patterns(playbook: Path, seen: set[Path] | None = None) -> list[str]:
+    """The host patterns of the playbook's plays (following import_playbook); "all" where one is templated."""
+    from ansible.parsing.dataloader import DataLoader
+
+    seen = seen or set()
+    if playbook in seen:
+        return []
+    seen.add(playbook)
+    plays = DataLoader().load_from_file(str(playbook)) or []
+    patterns: list[str] = []
+    for play in plays if isinstance(plays, list) else []:
+        if not isinstance(play, dict):
+            continue
+        if "import_playbook" in play:
+            target = str(play["import_playbook"])
+            patterns += (["all"] if "{{" in target
+                         else _play_patterns((playbook.parent / target).resolve(), seen))
+        elif "hosts" in play:
+            hosts = play["hosts"]
+            pattern = ",".join(map(str, hosts)) if isinstance(hosts, list) else str(hosts)
+            patterns.append("all" if "{{" in pattern else pattern)
+    return patterns
+
+
+def target_hosts(playbook: Path, inventory_file: Path, limit: str) -> list[str]:
+    """The hosts the run will work on: each play's pattern within the limit, as Ansible itself resolves them."""
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+
+    manager = InventoryManager(loader=DataLoader(), sources=[str(inventory_file)])
+    if limit:
+        manager.subset(limit)
+    found: set[str] = set()
+    for pattern in _play_patterns(playbook):
+        found.update(h.name for h in manager.get_hosts(pattern))
+    return sorted(found)
+
+
+# ---------------------------------------------------------------- keeping secrets out
+
+class Scrubber:
+    """Replaces every secret of a run (and its JSON-escaped spelling, and each line of a key) with ********."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        variants: set[str] = set()
+        for secret in secrets:
+            if not secret:
+                continue
+            variants.update({secret, secret.strip(), json.dumps(secret)[1:-1]})
+            variants.update(line.strip() for line in secret.splitlines() if len(line.strip()) >= 16
+                            and not line.startswith("-----"))
+        # Longest first, so that a secret containing another is replaced whole.
+        self._texts = sorted((v for v in variants if len(v) >= 3), key=len, reverse=True)
+        self._bytes = [v.encode() for v in self._texts]
+
+    def text(self, value: str) -> str:
+        for secret in self._texts:
+            if secret in value:
+                value = value.replace(secret, SCRUBBED)
+        return value
+
+    def data(self, value: bytes) -> bytes:
+        for secret in self._bytes:
+            if secret in value:
+                value = value.replace(secret, SCRUBBED.encode())
+        return value
+
+
+def keep_artifacts(source: Path, target: Path, scrub: Scrubber) -> None:
+    """Copy the run's artifacts, scrubbed; the environment recorded with the command is left out."""
+    target.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source)
+        if path.is_symlink() or relative.name in {"ssh_key_data", "env.list"}:
+            continue
+        destination = target / relative
+        if path.is_dir():
+            destination.mkdir(exist_ok=True, mode=0o700)
+            continue
+        if not path.is_file():
+            continue  # a FIFO (the key pipe) or a socket
+        data = path.read_bytes()
+        if relative == Path("command"):
+            try:
+                recorded = json.loads(data)
+                data = json.dumps({"command": recorded.get("command"), "cwd": recorded.get("cwd")}).encode()
+            except ValueError:
+                data = b""
+        destination.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _write_bytes(destination, scrub.data(data))
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+# ---------------------------------------------------------------- events
+
+_RESULTS = {"runner_on_ok": "ok", "runner_on_failed": "failed", "runner_on_skipped": "skipped",
+            "runner_on_unreachable": "unreachable", "runner_item_on_ok": "ok", "runner_item_on_failed": "failed",
+            "runner_item_on_skipped": "skipped", "runner_on_async_ok": "ok", "runner_on_async_failed": "failed"}
+
+
+def classify(event: dict[str, Any]) -> tuple[str, str]:
+    """(type, status) of an ansible-runner event: play, task, result (ok/changed/failed/…), stats, output."""
+    name = event.get("event", "")
+    data = event.get("event_data") or {}
+    if name == "playbook_on_play_start":
+        return "play", ""
+    if name in ("playbook_on_task_start", "playbook_on_handler_task_start"):
+        return "task", ""
+    if name in _RESULTS:
+        status = _RESULTS[name]
+        res = data.get("res") if isinstance(data.get("res"), dict) else {}
+        if status == "ok" and res.get("changed"):
+            status = "changed"
+        if status == "failed" and data.get("ignore_errors"):
+            status = "ignored"
+        return "result", status
+    if name == "playbook_on_stats":
+        return "stats", ""
+    return "output", ""
+
+
+def host_counts(stats: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Per-host counts from the playbook_on_stats event (Ansible's ok includes the changed results)."""
+    names = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable", "skipped": "skipped"}
+    counts: dict[str, dict[str, int]] = {}
+    for source, name in names.items():
+        for host, value in (stats.get(source) or {}).items():
+            counts.setdefault(host, dict.fromkeys(("ok", "changed", "failed", "unreachable", "skipped"), 0))
+            counts[host][name] = int(value)
+    return counts
+
+
+# ---------------------------------------------------------------- processes (Linux /proc)
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, process group) of a process, or None when it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(")") + 2:].split()
+    return fields[0], int(fields[2])
+
+
+def process_alive(pid: int) -> bool:
+    """Whether the process runs (a zombie, dead but not yet reaped, does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    stat = _proc_stat(pid)
+    if stat is None:
+        return not Path("/proc").is_dir()  # without /proc, kill() is all we know
+    return stat[0] != "Z"
+
+
+def run_processes(pgid: int | None, run_dir: str) -> list[int]:
+    """Live processes of a run: its process group, and any process carrying the run's mark."""
+    found = []
+    mark = f"{RUN_MARK}={run_dir}".encode() + b"\0"
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        stat = _proc_stat(int(entry.name))
+        if stat is None or stat[0] == "Z":
+            continue
+        if pgid is not None and stat[1] == pgid:
+            found.append(int(entry.name))
+            continue
+        if run_dir:
+            try:
+                if mark in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def end_processes(pgid: int | None, run_dir: str) -> bool:
+    """SIGTERM to the run's processes, SIGKILL to what is left after a grace period; True when none remain."""
+    for sig, wait in ((signal.SIGTERM, TERM_GRACE_SECONDS), (signal.SIGKILL, 2.0)):
+        pids = run_processes(pgid, run_dir)
+        if not pids:
+            return True
+        if pgid is not None:
+            try:
+                os.killpg(pgid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and run_processes(pgid, run_dir):
+            time.sleep(0.1)
+    return not run_processes(pgid, run_dir)
+
+
+# ---------------------------------------------------------------- taking and freeing hosts
+
+def release_hosts(session: so.Session, job: Job) -> None:
+    """Free the job's hosts and wake the jobs that waited for it (call with the job's row locked and its
+    terminal state set, in the same transaction)."""
+    session.execute(sa.delete(JobHost).where(JobHost.job_id == job.id))
+    waiting = session.scalars(sa.select(Job.id).where(Job.waiting_for_job_id == job.id,
+                                                      Job.state == JobState.QUEUED)).all()
+    for job_id in waiting:
+        outbox.enqueue(session, "jobs.run", job_id=job_id)
+
+
+def _take_hosts(job_id: int, hosts: list[str]) -> str:
+    """Take every host or none: "run" (the job is started), "wait" (it waits for the holder) or "skip"
+    (no longer queued)."""
+    for _attempt in range(10):
+        try:
+            with commit_scope() as session:
+                job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+                if job is None or job.state is not JobState.QUEUED:
+                    return "skip"
+                holders = session.scalars(sa.select(JobHost.job_id).where(JobHost.host.in_(hosts),
+                                                                          JobHost.job_id != job_id)
+                                          .order_by(JobHost.job_id)).all() if hosts else []
+                if holders:
+                    # Lock the holder: it either ends after we record our wait (and wakes us), or it has
+                    # ended already and freed the host, and we try again at once.
+                    holder = session.get(Job, holders[0], with_for_update=True, populate_existing=True)
+                    if holder is not None and not holder.finished:
+                        job.waiting_for_job_id = holder.id
+                        return "wait"
+                    continue
+                session.add_all(JobHost(host=h, job_id=job_id) for h in hosts)
+                job.start()
+                job.worker = worker_name()
+                return "run"
+        except sa.exc.IntegrityError:
+            db.session.remove()  # another job took one of the hosts meanwhile: look again
+    return "wait"
+
+
+# ---------------------------------------------------------------- the run
+
+@dataclass
+class _Plan:
+    job_id: int
+    playbook: Path
+    limit: str
+    tags: str
+    check: bool
+    extra_vars: dict[str, Any]
+    inventory: Inventory
+
+
+def _fail(job_id: int, message: str) -> None:
+    """End a job that could not run, with the reason (its hosts, if it had taken any, are freed)."""
+    with commit_scope() as session:
+        job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+        if job is None or job.finished:
+            return
+        if job.state is JobState.QUEUED:
+            job.start()
+        job.error = message[:4000]
+        job.finish(None)
+        release_hosts(session, job)
+
+
+@outbox.handler("jobs.run")
+def run_job(job_id: int) -> None:
+    """Carry out a queued job (the outbox handler of "jobs.run"); a job that is not queued is left alone."""
+    with commit_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.state is not JobState.QUEUED:
+            return
+        plan = _Plan(job.id, Path(current_app.config["PLAYBOOK_DIR"]) / job.playbook, job.limit, job.tags,
+                     job.check_mode, dict(job.extra_vars or {}),
+                     build_inventory(session, job.template.credential_id))
+    if not plan.playbook.is_file():
+        _fail(job_id, f"The playbook {plan.playbook.name} is not in {plan.playbook.parent}.")
+        return
+    work_dir = current_app.config.get("JOB_WORK_DIR") or None
+    if work_dir:
+        Path(work_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"vcops-job-{job_id}-", dir=work_dir))  # mode 0700
+    try:
+        _run_in(plan, run_dir)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _run_in(plan: _Plan, run_dir: Path) -> None:
+    (run_dir / "inventory").mkdir(mode=0o700)
+    (run_dir / "keys").mkdir(mode=0o700)
+    (run_dir / "env").mkdir(mode=0o700)
+    (run_dir / "tmp").mkdir(mode=0o700)
+    plain_inventory = run_dir / "inventory" / "plan.yml"
+    write_inventory(plan.inventory, plain_inventory)
+    try:
+        hosts = target_hosts(plan.playbook, plain_inventory, plan.limit)
+    except Exception as exc:  # a playbook Ansible cannot read, a limit it refuses
+        _fail(plan.job_id, f"The playbook or the limit cannot be read: {exc}")
+        return
+    finally:
+        plain_inventory.unlink()
+    if not hosts:
+        _fail(plan.job_id, f"No host matches the playbook's hosts within the limit {plan.limit or '(none)'}.")
+        return
+    if _take_hosts(plan.job_id, hosts) != "run":
+        return
+    outcome = _RunOutcome()
+    scrub = Scrubber([])
+    try:
+        with commit_scope() as session:
+            logins = credentials_for(session, {plan.inventory.credential_of[h] for h in hosts
+                                               if h in plan.inventory.credential_of})
+            session.execute(sa.update(Job).where(Job.id == plan.job_id).values(run_dir=str(run_dir)))
+        scrub = Scrubber(login.secret for login in logins.values())
+        # Only the hosts of this run get a login; the others stay in the inventory for its groups.
+        run_inventory = Inventory(plan.inventory.hosts, plan.inventory.groups,
+                                  {h: c for h, c in plan.inventory.credential_of.items() if h in hosts})
+        write_inventory(run_inventory, run_dir / "inventory" / "hosts.yml", logins, run_dir / "keys")
+        if plan.extra_vars:
+            _write_private(run_dir / "env" / "extravars",
+                           yaml.dump(_unsafe(plan.extra_vars), Dumper=_InventoryDumper, allow_unicode=True))
+        _run_playbook(plan, run_dir, scrub, outcome)
+    except CredentialKeyError as exc:
+        outcome.error = f"The credentials cannot be opened: {exc}"
+    except Exception as exc:  # whatever broke, the job ends with the reason and its hosts are freed
+        outcome.error = scrub.text(f"The run broke off: {type(exc).__name__}: {exc}")
+        log.error("job %s: %s", plan.job_id, outcome.error)
+    artifacts = Path(current_app.config["INSTANCE_PATH"]) / "jobs" / str(plan.job_id)
+    try:
+        if outcome.artifact_dir and Path(outcome.artifact_dir).is_dir():
+            keep_artifacts(Path(outcome.artifact_dir), artifacts, scrub)
+    except OSError as exc:
+        log.warning("job %s: artifacts not kept: %s", plan.job_id, exc)
+    _end(plan.job_id, outcome, artifacts)
+
+
+@dataclass
+class _RunOutcome:
+    status: str = ""
+    rc: int | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    artifact_dir: str = ""
+
+
+def _env(run_dir: Path) -> dict[str, str]:
+    venv_bin = str(Path(sys.executable).parent)  # ansible-playbook sits beside the worker's Python
+    return {"PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", os.defpath)]),
+            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_LOCAL_TEMP": str(run_dir / "tmp"),
+            "ANSIBLE_RETRY_FILES_ENABLED": "0", RUN_MARK: str(run_dir)}
+
+
+def _run_playbook(plan: _Plan, run_dir: Path, scrub: Scrubber, outcome: _RunOutcome) -> None:
+    from ansible_runner.interface import init_runner
+
+    job_id = plan.job_id
+    state = {"pid_recorded": False, "checked": 0.0, "cancel": False}
+
+    def on_event(event: dict[str, Any]) -> bool:
+        kind, status = classify(event)
+        data = event.get("event_data") or {}
+        if kind == "stats":
+            outcome.stats = data
+        values: dict[str, Any] = {}
+        if not state["pid_recorded"] and event.get("pid"):
+            state["pid_recorded"] = True
+            values = {"pid": int(event["pid"]), "pgid": _pgid(int(event["pid"]))}
+        row = JobEvent(job_id=job_id, seq=int(event.get("counter") or 0), type=kind,
+                       event=str(event.get("event", ""))[:60], host=str(data.get("host") or "")[:255],
+                       task=scrub.text(str(data.get("task") or data.get("play") or ""))[:500], status=status,
+                       stdout=scrub.text(_ANSI.sub("", str(event.get("stdout") or "")).replace("\r\n", "\n")))
+        try:
+            with commit_scope() as session:  # one short transaction per event: the page sees it at once
+                session.add(row)
+                if values:
+                    session.execute(sa.update(Job).where(Job.id == job_id).values(**values))
+        except Exception as exc:
+            db.session.remove()
+            log.warning("job %s: event %s not stored: %s", job_id, row.seq, type(exc).__name__)
+        return True
+
+    def on_status(data: dict[str, Any], runner_config: Any = None) -> None:
+        outcome.status = str(data.get("status", ""))
+        log.info("job %s: %s", job_id, outcome.status)
+
+    def cancel_requested() -> bool:
+        if state["cancel"]:
+            return True
+        now = time.monotonic()
+        if now - state["checked"] >= CANCEL_CHECK_SECONDS:
+            state["checked"] = now
+            state["cancel"] = _read(lambda s: s.scalar(sa.select(Job.cancel_requested_at)
+                                                       .where(Job.id == job_id))) is not None
+        return state["cancel"]
+
+    timeout = int(current_app.config.get("JOB_TIMEOUT") or 0)
+    cmdline = "--check --diff" if plan.check else None
+    runner = init_runner(private_data_dir=str(run_dir), project_dir=str(plan.playbook.parent),
+                         playbook=str(plan.playbook), inventory=str(run_dir / "inventory" / "hosts.yml"),
+                         limit=plan.limit or None, tags=plan.tags or None, cmdline=cmdline, ident="run",
+                         envvars=_env(run_dir), quiet=True, timeout=timeout or None, rotate_artifacts=0,
+                         settings={"pexpect_timeout": 0.25, "pexpect_use_poll": True},
+                         event_handler=on_event, status_handler=on_status, cancel_callback=cancel_requested)
+    # ansible-playbook inherits only what it needs of the worker's environment (see _INHERITED_ENV).
+    added = _env(run_dir)
+    runner.config.env = {k: v for k, v in runner.config.env.items()
+                         if k in added or k not in os.environ or os.environ.get(k) != v or _INHERITED_ENV.match(k)}
+    outcome.artifact_dir = runner.config.artifact_dir
+    status, rc = runner.run()
+    outcome.status, outcome.rc = status, rc
+    if status == "timeout":
+        outcome.error = f"Stopped after {timeout} seconds (VCOPS_JOB_TIMEOUT)."
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def _read(fn: Callable[[so.Session], Any]) -> Any:
+    """A short read of its own (on SQLite without taking the write lock), ended at once."""
+    with read_only_intent():
+        try:
+            return fn(db.session())
+        finally:
+            db.session.rollback()
+
+
+def _end(job_id: int, outcome: _RunOutcome, artifacts: Path) -> None:
+    with commit_scope() as session:
+        job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+        if job is None:
+            return
+        job.host_counts = host_counts(outcome.stats)
+        job.artifacts_path = str(artifacts) if artifacts.is_dir() else ""
+        job.run_dir = ""
+        if job.state is JobState.RUNNING:  # (a reaper may have marked it lost meanwhile)
+            if outcome.error:
+                job.error = outcome.error[:4000]
+            if outcome.status == "canceled":
+                job.return_code = outcome.rc
+                job.cancel()
+            else:
+                job.finish(outcome.rc if outcome.status in ("successful", "failed") else None)
+        release_hosts(session, job)
+
+
+# ---------------------------------------------------------------- lost jobs
+
+def _worker_gone(session: so.Session, worker: str, stale: dt.timedelta) -> tuple[bool, bool]:
+    """(gone, here): whether the job's worker is gone, and whether it ran on this machine."""
+    host, _sep, pid = worker.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        return not process_alive(int(pid)), True
+    if not worker:
+        return True, False
+    # Another machine: gone when no worker of that machine has checked in lately (its own reaper, if it
+    # runs, ends the processes it left).
+    seen = session.scalar(sa.select(sa.func.max(WorkerCheckin.seen_at))
+                          .where(WorkerCheckin.name.like(f"{host}:%")))
+    return seen is None or seen < utcnow() - stale, False
+
+
+def reap_lost_jobs(session: so.Session) -> list[int]:
+    """Mark running jobs whose worker died as lost, after ending their ansible-playbook process group on
+    this machine, and free their hosts; wake queued jobs still waiting for a job that has ended.
+    Returns the ids of the jobs marked lost."""
+    stale = dt.timedelta(seconds=int(current_app.config.get("WORKER_STALE_SECONDS") or 180))
+    lost: list[int] = []
+    running = session.scalars(sa.select(Job.id).where(Job.state == JobState.RUNNING).order_by(Job.id)).all()
+    for job_id in running:
+        job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+        if job is None or job.state is not JobState.RUNNING:
+            continue
+        gone, here = _worker_gone(session, job.worker, stale)
+        if not gone:
+            continue
+        if here:
+            if not end_processes(job.pgid, job.run_dir):
+                log.error("job %s: processes of the run survive SIGKILL; not marked lost yet", job.id)
+                continue
+            if job.run_dir:
+                shutil.rmtree(job.run_dir, ignore_errors=True)  # it holds opened credentials
+        job.mark_lost()
+        job.error = f"The worker {job.worker} stopped during the run."
+        job.run_dir = ""
+        release_hosts(session, job)
+        lost.append(job.id)
+        log.warning("job %s marked lost: worker %s is gone", job.id, job.worker)
+    blocker = so.aliased(Job)
+    waiting = session.scalars(sa.select(Job.id).join(blocker, Job.waiting_for_job_id == blocker.id)
+                              .where(Job.state == JobState.QUEUED, blocker.state.in_(TERMINAL_STATES))).all()
+    for job_id in waiting:
+        outbox.enqueue(session, "jobs.run", job_id=job_id)
+    session.flush()
+    return lost
+
+
+def reap_in_worker() -> None:
+    """The periodic task's body (app.tasks): one transaction."""
+    with commit_scope() as session:
+        reap_lost_jobs(session)

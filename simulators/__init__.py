@@ -1,0 +1,1 @@
+"""Simulators of the equipment VCOps manages, for tests and benchmarks (not part of the app package)."""

@@ -1,0 +1,142 @@
+"""The Cisco profile speaks the xAPI the way VCOps needs it: status, configuration with check mode and diff,
+commands, and the device's refusals as errors with its reason. Here through a pipe to the simulator (no
+root); tests/devices/test_ssh_endpoints.py does the same over SSH."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.devices.profile import DeviceError, DeviceRefused, NotSupported, profile_class, supported_vendors
+from app.devices.vendors.cisco import CiscoXapi, flatten, native_settings, quote
+from simulators.cisco_xapi import StateStore
+
+PROVINCE = {
+    "display_name": "UBND xã Lăng Can",
+    "sip_uri": "xa.langcan@tuyenquang.vn",
+    "sip_proxy": "sip.tuyenquang.vn",
+    "ntp_servers": ["ntp1.tuyenquang.vn", "ntp2.tuyenquang.vn"],
+    "timezone": "Asia/Ho_Chi_Minh",
+    "call_rate_kbps": 2048,
+    "video_dscp": 34,
+}
+
+
+def test_endpoints_of_vendor_cisco_get_the_cisco_profile_whatever_the_spelling():
+    assert profile_class("Cisco") is CiscoXapi
+    assert profile_class(" cisco ") is CiscoXapi
+    assert "Cisco" in supported_vendors()
+    with pytest.raises(NotSupported, match="Polycom"):
+        profile_class("Polycom")
+
+
+def test_the_status_reads_version_registration_and_calls(piped_device):
+    device = piped_device(serial="FOC42", version="ce9.15.3.17")
+    status = device.status()
+    assert status["software_version"] == "ce9.15.3.17"
+    assert status["serial"] == "FOC42"
+    assert status["sip_registration"] == "Inactive"
+    assert status["active_calls"] == 0 and status["calls"] == []
+    assert isinstance(status["uptime_seconds"], int)
+
+
+def test_check_mode_shows_the_diff_and_changes_nothing(piped_device):
+    device = piped_device()
+    change = device.apply_config(PROVINCE, check=True)
+    assert change.changed
+    assert change.diff["after"]["SIP DisplayName"] == "UBND xã Lăng Can"
+    assert change.diff["before"]["SIP DisplayName"] == ""
+    assert change.diff["after"]["Network 1 QoS Diffserv Video"] == "34"
+    assert "Network 1 QoS Mode" not in change.diff["after"]  # already Diffserv: not a change
+    assert StateStore(device.state_path).read()["config"] == {}
+
+
+def test_applying_a_configuration_sets_it_and_a_second_run_changes_nothing(piped_device):
+    device = piped_device()
+    first = device.apply_config(PROVINCE)
+    assert first.changed
+    config = device.get_config()
+    assert config["SIP DisplayName"] == "UBND xã Lăng Can"
+    assert config["NetworkServices NTP Mode"] == "Manual"
+    assert config["NetworkServices NTP Server 2 Address"] == "ntp2.tuyenquang.vn"
+    assert config["Conference DefaultCall Rate"] == "2048"
+    assert config["Time Zone"] == "Asia/Ho_Chi_Minh"
+    assert device.status()["sip_registration"] == "Registered"
+    second = device.apply_config(PROVINCE)
+    assert not second.changed and second.diff == {"before": {}, "after": {}}
+
+
+def test_native_paths_are_accepted_and_matched_whatever_their_case(piped_device):
+    device = piped_device()
+    assert device.apply_config({"sip displayname": "Phòng họp tầng 2"}).changed
+    assert not device.apply_config({"SIP DisplayName": "Phòng họp tầng 2"}).changed
+    assert device.get_config("SIP DisplayName") == {"SIP DisplayName": "Phòng họp tầng 2"}
+
+
+@pytest.mark.parametrize(("desired", "reason"), [
+    ({"SIP Nonsense": "x"}, "No match on address expression. (Configuration/SIP/Nonsense)"),
+    ({"call_rate_kbps": 9000}, "Value out of range: 9000 (expected 64..6000)"),
+    ({"timezone": "Asia/Sai_Gon"}, "Invalid value: 'Asia/Sai_Gon'"),
+    ({"system_name": "x" * 60}, "Text too long: 60 characters (at most 50)"),
+])
+def test_the_device_refusal_reaches_the_caller_with_the_device_reason(piped_device, desired, reason):
+    device = piped_device()
+    with pytest.raises(DeviceRefused) as refused:
+        device.apply_config(desired)
+    assert reason in refused.value.reason
+    assert reason in refused.value.message and refused.value.request.startswith("xConfiguration ")
+
+
+def test_a_refusal_half_way_says_what_the_device_already_took(piped_device):
+    device = piped_device()
+    with pytest.raises(DeviceRefused) as refused:
+        device.apply_config({"display_name": "Xã Thượng Lâm", "call_rate_kbps": 99999})
+    assert "already applied: SIP DisplayName" in refused.value.message
+
+
+def test_check_mode_refuses_a_path_the_device_does_not_have(piped_device):
+    with pytest.raises(NotSupported, match="SIP Nonsense"):
+        piped_device().apply_config({"SIP Nonsense": "x"}, check=True)
+
+
+def test_settings_that_are_neither_common_nor_native_are_refused_before_anything_is_sent():
+    with pytest.raises(NotSupported, match="colour"):
+        native_settings({"colour": "blue"})
+    with pytest.raises(NotSupported, match="at most 3"):
+        native_settings({"ntp_servers": ["a", "b", "c", "d"]})
+
+
+def test_a_value_can_never_smuggle_a_second_command(piped_device):
+    device = piped_device()
+    with pytest.raises(DeviceError, match="single line"):
+        device.apply_config({"display_name": 'x"\nxCommand SystemUnit Boot'})
+    with pytest.raises(DeviceError, match="not an xAPI path"):
+        device.get_config("SIP\nxCommand SystemUnit Boot")
+    with pytest.raises(DeviceError, match="parameter name"):
+        device.command("Dial", **{"Number: x\nxCommand": "y"})
+    assert quote('Xã "Lăng" Can') == '"Xã \\"Lăng\\" Can"'
+    assert quote("sip.tuyenquang.vn") == "sip.tuyenquang.vn"
+
+
+def test_commands_return_their_result_and_a_call_shows_in_the_status(piped_device):
+    device = piped_device()
+    result = device.command("Dial", Number="tinh@tuyenquang.vn", CallRate=1920)
+    assert result == {"CallId": "1", "ConferenceId": "1"}
+    status = device.status()
+    assert status["active_calls"] == 1
+    assert status["calls"] == [{"id": 1, "remote": "tinh@tuyenquang.vn", "status": "Connected", "rate_kbps": 1920}]
+    device.command("Call Disconnect", CallId=1)
+    assert device.status()["active_calls"] == 0
+    with pytest.raises(DeviceRefused, match="No active call"):
+        device.command("Call Disconnect")
+
+
+def test_flatten_reads_numbered_nodes_and_values():
+    tree = {"Network": [{"id": "1", "QoS": {"Diffserv": {"Video": {"Value": "34"}}}}], "SIP": {"URI": {"Value": "a"}}}
+    assert flatten(tree) == {"Network 1 QoS Diffserv Video": "34", "SIP URI": "a"}
+
+
+def test_ntp_servers_may_come_as_a_list_or_as_comma_separated_text():
+    as_list = native_settings({"ntp_servers": ["ntp1.tuyenquang.vn", "ntp2.tuyenquang.vn"]})
+    assert native_settings({"ntp_servers": "ntp1.tuyenquang.vn, ntp2.tuyenquang.vn"}) == as_list
+    assert as_list["NetworkServices NTP Server 3 Address"] == ""
+    assert native_settings({"ntp_servers": []})["NetworkServices NTP Mode"] == "Auto"
