@@ -20,17 +20,15 @@ from flask_smorest import Blueprint
 from flask_smorest.fields import Upload
 from marshmallow import fields, validate
 from werkzeug.datastructures import CombinedMultiDict, FileStorage
-from werkzeug.exceptions import HTTPException
 
+from app.api import ApiBlueprint, StrictParser
 from app.auth.models import Role
 from app.auth.permissions import login_required_only, require
 from app.db import db
-from app.extensions import api
 from app.meetings import agenda
 from app.meetings.agenda_models import AgendaItem, AgendaVersion, Document
 from app.meetings.agenda_routes import send_document
 from app.meetings.models import Meeting
-from app.sites.api import ApiBlueprint, StrictParser, _refuse_stray_query
 from app.sites.schemas import Input, UTCDateTime
 
 Args = dict[str, Any]
@@ -48,10 +46,7 @@ class MeetingApiBlueprint(ApiBlueprint):
     ARGUMENTS_PARSER = MultipartParser()
 
     def __init__(self, name: str, description: str) -> None:
-        # ApiBlueprint ties the name to the url_prefix; two resources share /api/v1/meetings here.
-        Blueprint.__init__(self, f"api_{name}", __name__, url_prefix="/api/v1/meetings", description=description)
-        self.register_error_handler(HTTPException, api.handle_http_exception)
-        self.before_request(_refuse_stray_query)
+        super().__init__(name, description, url_prefix="/api/v1/meetings")  # two resources share the prefix
 
 
 # ---------------------------------------------------------------- schemas

@@ -20,6 +20,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from flask_smorest import Blueprint
 
+from app.api import ApiBlueprint
 from app.auth.permissions import login_required_only, require, role_can
 from app.db import db
 from app.errors import Invalid
@@ -27,7 +28,6 @@ from app.meetings import queries, schemas, service
 from app.meetings.availability import Availability, WorkingHours, check_availability
 from app.meetings.models import Meeting, Participation
 from app.meetings.service import BookingRequest, Recurrence
-from app.sites.api import ApiBlueprint
 
 Args = dict[str, Any]
 

@@ -15,11 +15,11 @@ from flask.views import MethodView
 from flask_login import current_user
 from flask_smorest import Blueprint
 
+from app.api import ApiBlueprint
 from app.auth.permissions import require
 from app.db import db
 from app.provisioning import schemas, service
 from app.provisioning.models import Job
-from app.sites.api import ApiBlueprint
 
 Args = dict[str, Any]
 

@@ -12,63 +12,24 @@ Conventions: lists are `GET /<resource>` with `page` and `page_size` and answer 
 from __future__ import annotations
 
 from collections.abc import Callable
-from http import HTTPStatus
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from flask import request, url_for
+from flask import url_for
 from flask.views import MethodView
-from flask_babel import gettext as _
 from flask_login import current_user
-from flask_smorest import Blueprint, abort
-from webargs.flaskparser import FlaskParser
-from werkzeug.exceptions import HTTPException
+from flask_smorest import Blueprint
 
+from app.api import ApiBlueprint
 from app.auth.permissions import require
 from app.db import db
-from app.extensions import api
 from app.sites import schemas, service
 from app.sites.models import Bridge, Endpoint, Link, MaintenanceWindow, ManagedHost, Site
 
 F = TypeVar("F", bound=Callable[..., Any])
 Args = dict[str, Any]
 PAGING = ("page", "page_size")
-
-
-class StrictParser(FlaskParser):
-    # Query strings follow their schema's Meta.unknown (RAISE) too: a misspelt filter silently ignored would
-    # answer with the whole unfiltered list.
-    DEFAULT_UNKNOWN_BY_LOCATION = dict.fromkeys(FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION)
-
-
-class ApiBlueprint(Blueprint):
-    """A resource under /api/v1, answering errors in the one format."""
-
-    ARGUMENTS_PARSER = StrictParser()
-
-    def __init__(self, resource: str, description: str) -> None:
-        # "sites" and the like are the HTML pages' blueprint names; the API's are prefixed.
-        super().__init__(f"api_{resource}", __name__, url_prefix=f"/api/v1/{resource}", description=description)
-        self.register_error_handler(HTTPException, api.handle_http_exception)
-        self.before_request(_refuse_stray_query)
-
-    def fails(self, *statuses: int) -> Callable[[F], F]:
-        """Document the error responses of an operation (401 and 403 apply to all of them)."""
-
-        def decorate(view: F) -> F:
-            for status in (401, 403, *statuses):
-                view = self.alt_response(status, response=HTTPStatus(status).name)(view)
-            return view
-
-        return decorate
-
-
-def _refuse_stray_query() -> None:
-    """Only the lists take query parameters; anywhere else one is a mistake the client should hear about."""
-    listing = request.method in ("GET", "HEAD") and (request.endpoint or "").endswith(".collection")
-    if request.args and not listing:
-        abort(422, messages={"query": {name: [_("Unknown field.")] for name in request.args}})
 
 
 def _filter(filter_cls: type[Any], args: Args) -> Any:
