@@ -60,6 +60,9 @@ from simulators import cisco_xapi
 
 REPO = Path(__file__).resolve().parent.parent
 SIMULATOR = REPO / "simulators" / "cisco_xapi.py"
+# The simulator needs only the standard library; the system's Python is visible inside every host's view,
+# where a virtual environment under /tmp or the checkout may not be.
+SYSTEM_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
 SSHD = "/usr/sbin/sshd"
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 NETWORK = ipaddress.ip_network("198.18.0.0/15")
@@ -249,7 +252,7 @@ def _wait(predicate: Callable[[], bool], seconds: float) -> bool:
 class HostLab:
     """Makes test hosts in `folder` and removes them all in cleanup()."""
 
-    def __init__(self, folder: Path, simulator_python: str = sys.executable) -> None:
+    def __init__(self, folder: Path, simulator_python: str = SYSTEM_PYTHON) -> None:
         self.folder = folder
         self.python = simulator_python
         self.hosts: list[LabHost] = []
@@ -355,7 +358,10 @@ class HostLab:
         if xapi:
             serial = f"FOC{host.index:05d}SIM"
             cisco_xapi.StateStore(host.state_path).write(cisco_xapi.new_state(serial=serial, version=version))
-            simulator = [self.python, str(SIMULATOR), "--state", str(host.state_path),
+            # The host sees a fresh /tmp and only its own folder of the machine's working places: the checkout
+            # (wherever CI cloned it) may be invisible there, so the simulator runs from a copy in the folder.
+            shutil.copy2(SIMULATOR, folder / SIMULATOR.name)
+            simulator = [self.python, str(folder / SIMULATOR.name), "--state", str(host.state_path),
                          "--sshd-pidfile", str(folder / "sshd.pid"), "--sshd-command", shlex.join(host.sshd_command()),
                          "--boot-seconds", str(host.boot_seconds)]
             lines.append(f"ForceCommand {shlex.join(simulator)}")
