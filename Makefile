@@ -49,7 +49,7 @@ translations: $(VENV)/.installed-run
 messages: $(VENV)/.installed-run
 	$(BIN)/pybabel -q extract -F babel.cfg -k _l -k lazy_gettext -o $(VENV)/messages.pot .
 	if [ -f app/translations/vi/LC_MESSAGES/messages.po ]; then \
-		$(BIN)/pybabel -q update --no-fuzzy-matching --ignore-obsolete -i $(VENV)/messages.pot -d app/translations -l vi; \
+		$(BIN)/pybabel -q update --no-fuzzy-matching --ignore-obsolete --width=120 -i $(VENV)/messages.pot -d app/translations -l vi; \
 	else \
 		$(BIN)/pybabel -q init -i $(VENV)/messages.pot -d app/translations -l vi; \
 	fi

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from app.db import Base, utcnow
@@ -63,6 +62,31 @@ STATE_LABELS: dict[JobState, Any] = {
     JobState.LOST: _l("lost"),
 }
 HOST_COUNTS = ("ok", "changed", "failed", "unreachable", "skipped")
+
+JobAction = Literal["start", "finish", "cancel", "mark_lost"]
+# Why a move is refused, one whole sentence for every state and action that TRANSITIONS does not allow (a
+# sentence built from a state label and an action does not translate); the caller fills in %(id)s.
+REFUSALS: dict[tuple[JobState, JobAction], Any] = {
+    (JobState.RUNNING, "start"): _l("Job #%(id)s is running already, so it cannot be started again."),
+    (JobState.SUCCEEDED, "start"): _l("Job #%(id)s is succeeded, so it cannot be started."),
+    (JobState.FAILED, "start"): _l("Job #%(id)s is failed, so it cannot be started."),
+    (JobState.CANCELLED, "start"): _l("Job #%(id)s is cancelled, so it cannot be started."),
+    (JobState.LOST, "start"): _l("Job #%(id)s is lost, so it cannot be started."),
+    (JobState.QUEUED, "finish"): _l("Job #%(id)s is queued and has not started, so it cannot be finished."),
+    (JobState.SUCCEEDED, "finish"): _l("Job #%(id)s is succeeded, so it cannot be finished again."),
+    (JobState.FAILED, "finish"): _l("Job #%(id)s is failed, so it cannot be finished again."),
+    (JobState.CANCELLED, "finish"): _l("Job #%(id)s is cancelled, so it cannot be finished again."),
+    (JobState.LOST, "finish"): _l("Job #%(id)s is lost, so it cannot be finished again."),
+    (JobState.SUCCEEDED, "cancel"): _l("Job #%(id)s is succeeded, so it cannot be cancelled."),
+    (JobState.FAILED, "cancel"): _l("Job #%(id)s is failed, so it cannot be cancelled."),
+    (JobState.CANCELLED, "cancel"): _l("Job #%(id)s is cancelled already, so it cannot be cancelled again."),
+    (JobState.LOST, "cancel"): _l("Job #%(id)s is lost, so it cannot be cancelled."),
+    (JobState.QUEUED, "mark_lost"): _l("Job #%(id)s is queued and has not started, so it cannot be marked lost."),
+    (JobState.SUCCEEDED, "mark_lost"): _l("Job #%(id)s is succeeded, so it cannot be marked lost."),
+    (JobState.FAILED, "mark_lost"): _l("Job #%(id)s is failed, so it cannot be marked lost."),
+    (JobState.CANCELLED, "mark_lost"): _l("Job #%(id)s is cancelled, so it cannot be marked lost."),
+    (JobState.LOST, "mark_lost"): _l("Job #%(id)s is lost already, so it cannot be marked lost again."),
+}
 
 
 class Credential(Base):
@@ -190,31 +214,29 @@ class Job(Base):
 
     # ------------------------------------------------------------ the state machine
 
-    def _move(self, target: JobState, action: str) -> None:
+    def _move(self, target: JobState, action: JobAction) -> None:
         if target not in TRANSITIONS.get(self.state, frozenset()):
-            raise Conflict(_("Job #%(id)s is %(state)s, so it cannot be %(action)s.", id=self.id,
-                             state=str(STATE_LABELS[self.state]), action=action),
-                           code="job_state")
+            raise Conflict(str(REFUSALS[self.state, action]) % {"id": self.id}, code="job_state")
         self.state = target
 
     def start(self) -> None:
-        self._move(JobState.RUNNING, _("started"))
+        self._move(JobState.RUNNING, "start")
         self.started_at = utcnow()
         self.waiting_for_job_id = None
 
     def finish(self, rc: int | None) -> None:
         """End a running job by its return code: 0 succeeded, anything else (or none) failed."""
-        self._move(JobState.SUCCEEDED if rc == 0 else JobState.FAILED, _("finished"))
+        self._move(JobState.SUCCEEDED if rc == 0 else JobState.FAILED, "finish")
         self.return_code = rc
         self.finished_at = utcnow()
 
     def cancel(self) -> None:
-        self._move(JobState.CANCELLED, _("cancelled"))
+        self._move(JobState.CANCELLED, "cancel")
         self.finished_at = utcnow()
         self.waiting_for_job_id = None
 
     def mark_lost(self) -> None:
-        self._move(JobState.LOST, _("marked lost"))
+        self._move(JobState.LOST, "mark_lost")
         self.finished_at = utcnow()
 
     def __repr__(self) -> str:
