@@ -18,6 +18,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -265,13 +266,22 @@ def _plan(session: so.Session, host: Site, sites: Sequence[Site], w: Window, bit
     by_site: dict[int, list[_Room]] = defaultdict(list)
     for endpoint in candidates:
         by_site[endpoint.site_id].append(endpoint)
-    busy: dict[int, tuple[int, str]] = {
-        endpoint_id: (meeting_id, title) for endpoint_id, meeting_id, title in session.execute(
-            sa.select(Participation.endpoint_id, Meeting.id, Meeting.title)
-            .join(Occurrence, Participation.occurrence_id == Occurrence.id)
-            .join(Meeting, Occurrence.meeting_id == Meeting.id)
-            .where(among(session, Participation.endpoint_id, [e.id for e in candidates]), _holding(exclude),
-                   _overlapping(Occurrence.setup_starts_at, Occurrence.ends_at, w)))}
+    # The occurrences holding anything during the window: few at any time, even nationally. The room and
+    # bridge checks start from them, so the database never walks a room's bookings of the whole year.
+    overlapping = session.execute(
+        sa.select(Occurrence.id, Occurrence.bridge_id, Occurrence.setup_starts_at, Occurrence.ends_at,
+                  Occurrence.ports, Meeting.id, Meeting.title)
+        .join(Meeting, Occurrence.meeting_id == Meeting.id)
+        .where(_holding(exclude), _overlapping(Occurrence.setup_starts_at, Occurrence.ends_at, w))).all()
+    held_by = {row[0]: (row[5], row[6]) for row in overlapping}
+    wanted = {e.id for e in candidates}
+    busy: dict[int, tuple[int, str]] = {}
+    if held_by:
+        for endpoint_id, occurrence_id in session.execute(
+                sa.select(Participation.endpoint_id, Participation.occurrence_id)
+                .where(among(session, Participation.occurrence_id, held_by))):
+            if endpoint_id in wanted:
+                busy[endpoint_id] = held_by[occurrence_id]
     room_maintenance = {m.endpoint_id: m for m in maintenance if m.endpoint_id}
     for site in sites:
         asked = rooms.get(site.id)
@@ -322,7 +332,7 @@ def _plan(session: so.Session, host: Site, sites: Sequence[Site], w: Window, bit
         plan.clashes.append(Clash("bridge", "", _("There is no active bridge.")))
     else:
         bridge_maintenance = {m.bridge_id: m for m in maintenance if m.bridge_id}
-        plan.bridge_id, reasons = _choose_bridge(session, w, bridges, len(sites), bridge_maintenance, exclude)
+        plan.bridge_id, reasons = _choose_bridge(w, bridges, len(sites), bridge_maintenance, overlapping)
         if plan.bridge_id is None:
             if bridge_id is not None or len(reasons) == 1:
                 plan.clashes.extend(reasons)
@@ -409,14 +419,10 @@ def _bridge_candidates(session: so.Session, host: Site, bridge_id: int | None) -
     return sorted(bridges, key=lambda b: (-shared(b), -b.total_ports, b.id))
 
 
-def _choose_bridge(session: so.Session, w: Window, bridges: list[_Bridge], ports: int,
-                   maintenance: dict[int, MaintenanceWindow], exclude: Sequence[int]) -> tuple[int | None, list[Clash]]:
-    usage_rows = session.execute(
-        sa.select(Occurrence.bridge_id, Occurrence.setup_starts_at, Occurrence.ends_at, Occurrence.ports,
-                  Meeting.id, Meeting.title)
-        .join(Meeting, Occurrence.meeting_id == Meeting.id)
-        .where(among(session, Occurrence.bridge_id, [b.id for b in bridges]), _holding(exclude),
-               _overlapping(Occurrence.setup_starts_at, Occurrence.ends_at, w))).all()
+def _choose_bridge(w: Window, bridges: list[_Bridge], ports: int, maintenance: dict[int, MaintenanceWindow],
+                   overlapping: Sequence[sa.Row[Any]]) -> tuple[int | None, list[Clash]]:
+    # Rows of the overlapping occurrences, reshaped as (bridge, setup start, end, ports, meeting id, title).
+    usage_rows = [row[1:] for row in overlapping if row[1] is not None]
     by_bridge: dict[int, list[tuple]] = defaultdict(list)
     for row in usage_rows:
         by_bridge[row[0]].append(tuple(row))
