@@ -461,7 +461,7 @@ def reserve(session: so.Session, occurrence: Occurrence, plan: Plan) -> None:
     if occurrence.id is None and occurrence in session:
         session.flush()  # a new occurrence gets its id: its rows then go in two statements, not ~300
     if occurrence.id is not None and not occurrence.participations:
-        session.execute(sa.insert(Participation), [
+        session.connection().execute(sa.insert(Participation.__table__), [  # core: no ORM bookkeeping per row
             {"occurrence_id": occurrence.id, "site_id": site_id, "endpoint_id": endpoint_id, "confirmed_by": ""}
             for site_id, endpoint_id in plan.rooms.items()])
         _replace_link_reservations(session, occurrence, plan, new=True)
@@ -483,7 +483,7 @@ def _replace_link_reservations(session: so.Session, occurrence: Occurrence, plan
     if not new:
         session.execute(sa.delete(LinkReservation).where(LinkReservation.occurrence_id == occurrence.id))
     if plan.link_kbps:
-        session.execute(sa.insert(LinkReservation), [
+        session.connection().execute(sa.insert(LinkReservation.__table__), [
             {"occurrence_id": occurrence.id, "link_id": link_id, "kbps": kbps,
              "starts_at": occurrence.setup_starts_at, "ends_at": occurrence.ends_at}
             for link_id, kbps in plan.link_kbps.items()])
