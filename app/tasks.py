@@ -122,6 +122,14 @@ def reap_lost_jobs() -> None:
     _in_app(reap_in_worker)
 
 
+@huey.periodic_task(crontab(minute="*"))
+def run_job_schedules() -> None:
+    """Launch the scheduled jobs that are due (each once, whichever worker gets there first)."""
+    from app.provisioning.schedules import run_in_worker
+
+    _in_app(run_in_worker)
+
+
 def last_check_in() -> dt.datetime | None:
     return db.session.scalar(sa.select(sa.func.max(WorkerCheckin.seen_at)))
 

@@ -87,6 +87,9 @@ def _register_blueprints(app: Flask) -> None:
     from app.meetings import routes as meetings_routes
     from app.provisioning import api as jobs_api
     from app.provisioning import routes as jobs_routes
+    from app.provisioning.backup_routes import bp as backups_bp
+    from app.provisioning.firmware_routes import bp as firmware_bp
+    from app.provisioning.schedule_routes import bp as schedules_bp
     from app.sites import api as sites_api
     from app.sites import routes as sites_routes
 
@@ -97,6 +100,9 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(calendar_routes.bp)
     app.register_blueprint(agenda_routes.bp)
     app.register_blueprint(jobs_routes.bp)
+    app.register_blueprint(schedules_bp)
+    app.register_blueprint(backups_bp)
+    app.register_blueprint(firmware_bp)
     app.register_blueprint(devices_routes.bp)
     for blueprint in [*sites_api.blueprints, *meetings_api.blueprints, *agenda_api.blueprints, *jobs_api.blueprints]:
         api.register_blueprint(blueprint)  # each carries its own url_prefix under /api/v1

@@ -103,6 +103,16 @@ EXPECTED.update({
     "devices.action_page GET": DEVICES_ACT, "devices.host_keys GET": DEVICES_ACT,
     "devices.accept_host_key POST": DEVICES_ACT, "devices.forget_host_key POST": DEVICES_ACT,
 })
+EXPECTED["schedules.schedule_list GET"] = JOBS_VIEW
+EXPECTED["backups.endpoint_versions GET"] = EXPECTED["backups.show GET"] = JOBS_VIEW
+for _key in ("firmware.image_list GET", "firmware.image_show GET", "firmware.image_download GET"):
+    EXPECTED[_key] = JOBS_VIEW
+EXPECTED["firmware.upload GET"] = EXPECTED["firmware.upload POST"] = JOBS_LAUNCH
+EXPECTED["firmware.signed_download GET"] = PUBLIC  # devices fetch images by a signed, expiring link
+for _endpoint in ("schedules.schedule_create", "schedules.schedule_edit"):
+    EXPECTED[f"{_endpoint} GET"] = EXPECTED[f"{_endpoint} POST"] = JOBS_LAUNCH
+for _endpoint in ("schedules.schedule_delete", "schedules.schedule_disable", "schedules.schedule_enable"):
+    EXPECTED[f"{_endpoint} POST"] = JOBS_LAUNCH
 for _endpoint in ("jobs.template_create", "jobs.template_edit", "jobs.template_launch"):
     EXPECTED[f"{_endpoint} GET"] = EXPECTED[f"{_endpoint} POST"] = JOBS_LAUNCH
 for _endpoint in ("jobs.credential_assign", "jobs.credential_create", "jobs.credential_delete",

@@ -53,12 +53,14 @@ class JobCollection(MethodView):
     @require("jobs.launch")
     @jobs.arguments(schemas.JobLaunch)
     @jobs.response(202, schemas.JobOut)
-    @jobs.fails(404, 422)
+    @jobs.fails(404, 409, 422)
     def post(self, data: Args) -> tuple[Job, int, dict[str, str]]:
-        """Launch a template: the job is queued and runs on a worker; follow it at the Location."""
+        """Launch a template: the job is queued and runs on a worker; follow it at the Location. A run that would
+        change a site's equipment during its meeting is refused (409) unless overridden with a reason."""
         template = service.get_template(db.session, data["template_id"])
         job = service.launch_job(db.session, template, current_user, limit=data["limit"], tags=data["tags"],
-                                 check=data["check_mode"], extra_vars=data["extra_vars"])
+                                 check=data["check_mode"], extra_vars=data["extra_vars"],
+                                 override=data["override"], override_reason=data["override_reason"])
         return _accepted(job)
 
 

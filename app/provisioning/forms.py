@@ -125,6 +125,11 @@ class LaunchForm(FlaskForm):
     tags = text(_l("Tags"), 500)
     check_mode = BooleanField(_l("Check mode: show what would change, change nothing"))
     extra_vars = TextAreaField(_l("Extra variables (JSON)"), filters=[strip], default="{}", render_kw={"rows": 4})
+    # Meeting-window guard (issue 4): shown when a launch was refused because of a meeting.
+    override = BooleanField(_l("Run it anyway, during the meeting"))
+    override_reason = TextAreaField(_l("Reason for the override"), filters=[strip],
+                                    validators=[Optional(), Length(max=1000)], render_kw={"rows": 2},
+                                    description=_l("At least 10 characters; kept in the audit log."))
 
 
 JOB_STATES = list(JobState)

@@ -258,7 +258,8 @@ def template_launch(template_id: int) -> ResponseReturnValue:
     try:
         job = service.launch_job(db.session, template, current_user, limit=form.limit.data, tags=form.tags.data,
                                  check=bool(getattr(form, "check_mode", None) and form.check_mode.data),
-                                 extra_vars=form.extra_vars.data)
+                                 extra_vars=form.extra_vars.data, override=bool(form.override.data),
+                                 override_reason=form.override_reason.data or "")
     except DomainError as error:
         return _refused(error, form, "jobs/launch.html", **context)
     flash(_("Job #%(id)s queued.", id=job.id), "success")

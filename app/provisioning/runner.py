@@ -25,7 +25,6 @@ import socket
 import sys
 import tempfile
 import time
-import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +35,14 @@ import sqlalchemy.orm as so
 import yaml
 from flask import current_app
 
+from app.config import PROJECT_ROOT
 from app.db import commit_scope, db, read_only_intent, utcnow
+from app.provisioning.backups import backup_from_event
+from app.provisioning.inventory import Inventory, build_inventory, endpoint_hostname  # noqa: F401 - re-exported
 from app.provisioning.models import TERMINAL_STATES, Job, JobEvent, JobHost, JobState
-from app.provisioning.vault import AssignmentResolver, CredentialKeyError, DeviceLogin, credentials_for
+from app.provisioning.vault import CredentialKeyError, DeviceLogin, credentials_for
 from app.queue import outbox
 from app.queue.models import WorkerCheckin
-from app.sites.models import Bridge, Endpoint, ManagedHost, Site, Status
 
 log = logging.getLogger(__name__)
 SCRUBBED = "********"
@@ -61,73 +62,7 @@ def worker_name() -> str:
 
 
 # ---------------------------------------------------------------- the inventory of a run
-
-@dataclass
-class Inventory:
-    """Hosts with their variables, groups, and which credential each host logs in with."""
-
-    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
-    groups: dict[str, list[str]] = field(default_factory=dict)
-    credential_of: dict[str, int] = field(default_factory=dict)
-
-    def add(self, name: str, variables: dict[str, Any], groups: Iterable[str], credential_id: int | None) -> None:
-        self.hosts[name] = variables
-        for group in groups:
-            self.groups.setdefault(group, []).append(name)
-        if credential_id is not None:
-            self.credential_of[name] = credential_id
-
-
-def _slug(text: str) -> str:
-    text = unicodedata.normalize("NFKD", text.replace("đ", "d").replace("Đ", "D"))
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "x"
-
-
-def _group(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", name)
-
-
-def endpoint_hostname(endpoint: Endpoint) -> str:
-    """An endpoint's name in the inventory: its site's code and its room, e.g. TQ-TP-MX.phong-hop-1."""
-    return f"{endpoint.site.code}.{_slug(endpoint.room_name)}"
-
-
-def build_inventory(session: so.Session, credential_id: int | None = None) -> Inventory:
-    """The managed equipment with a management address, grouped by kind, by site (and the sites above it)
-    and by level. `credential_id` (a template's) replaces every host's assigned credential."""
-    sites = {s.id: s for s in session.scalars(sa.select(Site).options(so.joinedload(Site.level)))}
-    resolver = AssignmentResolver(session)
-    inventory = Inventory()
-
-    def site_groups(site: Site | None) -> list[str]:
-        if site is None:
-            return []
-        ids = [int(p) for p in site.path.strip("/").split("/") if p]
-        return [f"site_{_group(sites[i].code)}" for i in ids if i in sites] + [_group(site.level.code)]
-
-    def add(name: str, device: Endpoint | Bridge | ManagedHost, kind_group: str, variables: dict[str, Any]) -> None:
-        while name in inventory.hosts:  # names are unique per kind; across kinds, the later one gives way
-            name = f"{name}-{kind_group}"
-        site = sites.get(device.site_id) if device.site_id else None
-        variables |= {"vcops_kind": kind_group, "vcops_id": device.id,
-                      "vcops_site_code": site.code if site else "", "vcops_site_name": site.name if site else ""}
-        inventory.add(name, variables, [kind_group, *site_groups(site)],
-                      credential_id if credential_id is not None else resolver.credential_id(device))
-
-    live = (Status.ACTIVE, Status.PLANNED)
-    for e in session.scalars(sa.select(Endpoint).options(so.joinedload(Endpoint.site))
-                             .where(Endpoint.status.in_(live), Endpoint.mgmt_address != "").order_by(Endpoint.id)):
-        add(endpoint_hostname(e), e, "endpoints", {"ansible_host": e.mgmt_address, "ansible_port": e.mgmt_port,
-                                                   "sip_uri": e.sip_uri, "room_name": e.room_name})
-    for b in session.scalars(sa.select(Bridge).options(so.joinedload(Bridge.site))
-                             .where(Bridge.status.in_(live), Bridge.mgmt_address != "").order_by(Bridge.id)):
-        add(b.name, b, "bridges", {"ansible_host": b.mgmt_address, "sip_address": b.sip_address})
-    for h in session.scalars(sa.select(ManagedHost).options(so.joinedload(ManagedHost.site))
-                             .where(ManagedHost.status.in_(live), ManagedHost.mgmt_address != "")
-                             .order_by(ManagedHost.id)):
-        add(h.name, h, f"{h.kind.value}s", {"ansible_host": h.mgmt_address})
-    return inventory
+# (built by app.provisioning.inventory, shared with the dynamic inventory script inventory/vcops.py)
 
 
 class _Unsafe(str):
@@ -544,7 +479,8 @@ def _env(run_dir: Path) -> dict[str, str]:
     venv_bin = str(Path(sys.executable).parent)  # ansible-playbook sits beside the worker's Python
     return {"PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", os.defpath)]),
             "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_LOCAL_TEMP": str(run_dir / "tmp"),
-            "ANSIBLE_RETRY_FILES_ENABLED": "0", RUN_MARK: str(run_dir)}
+            "ANSIBLE_RETRY_FILES_ENABLED": "0", RUN_MARK: str(run_dir),
+            "ANSIBLE_LIBRARY": str(PROJECT_ROOT / "playbooks" / "library")}  # the vcops_xapi module
 
 
 def _run_playbook(plan: _Plan, run_dir: Path, scrub: Scrubber, outcome: _RunOutcome) -> None:
@@ -569,6 +505,7 @@ def _run_playbook(plan: _Plan, run_dir: Path, scrub: Scrubber, outcome: _RunOutc
         try:
             with commit_scope() as session:  # one short transaction per event: the page sees it at once
                 session.add(row)
+                backup_from_event(session, job_id, event, scrub.text)  # a backup job's configurations
                 if values:
                     session.execute(sa.update(Job).where(Job.id == job_id).values(**values))
         except Exception as exc:

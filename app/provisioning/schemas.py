@@ -20,6 +20,12 @@ class JobLaunch(Input):
     extra_vars = fields.Dict(keys=fields.String(), load_default=dict, metadata={
         "description": "Variables laid over the template's; names starting with ansible_ or vcops_ are refused. "
                        "Values are data: Ansible never evaluates them as templates."})
+    # Meeting-window guard (issue 4).
+    override = fields.Boolean(load_default=False, metadata={
+        "description": "Run even though a meeting at one of the job's sites is in its window (refused with 409 "
+                       "otherwise); needs override_reason."})
+    override_reason = fields.String(load_default="", validate=validate.Length(max=1000), metadata={
+        "description": "Why the job cannot wait, at least 10 characters; kept in the audit log."})
 
 
 class NoBody(Input):

@@ -25,7 +25,7 @@ from app.auth.models import Role, User
 from app.auth.permissions import PERMISSIONS
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, Invalid, NotFound
-from app.provisioning import runner  # noqa: F401  (registers the "jobs.run" outbox handler)
+from app.provisioning import guard, runner  # noqa: F401  (runner registers the "jobs.run" outbox handler)
 from app.provisioning.models import Credential, Job, JobEvent, JobState, JobTemplate
 from app.queue import outbox
 
@@ -192,17 +192,21 @@ def may_launch(template: JobTemplate, user: User) -> bool:
 
 def launch_job(session: so.Session, template: JobTemplate, user: User, limit: str | None = None,
                tags: str | list[str] | None = None, check: bool = False,
-               extra_vars: dict[str, Any] | str | None = None) -> Job:
+               extra_vars: dict[str, Any] | str | None = None, override: bool = False,
+               override_reason: str = "") -> Job:
     """Queue a run of the template; None for limit or tags takes the template's defaults. The launch
-    variables are laid over the template's."""
+    variables are laid over the template's. A run that would change equipment during a meeting at one of
+    its sites is refused unless `override` with a reason (app.provisioning.guard)."""
     if not may_launch(template, user):
         raise Forbidden(_("Your role may not launch the template %(name)s.", name=template.name))
     if check and not template.check_allowed:
         raise Invalid(_("The template %(name)s does not allow check mode.", name=template.name),
                       {"check_mode": [_("Not allowed for this template.")]})
     playbook_path(template.playbook)
-    job = Job(template=template, launched_by_id=user.id, playbook=template.playbook,
-              limit=clean_limit(template.default_limit if limit is None else limit),
+    limit = clean_limit(template.default_limit if limit is None else limit)
+    # Meeting-window guard (issue 4): refused during a site's meeting unless overridden with a reason.
+    overridden = guard.check_launch(session, template, limit, bool(check), override, override_reason)
+    job = Job(template=template, launched_by_id=user.id, playbook=template.playbook, limit=limit,
               tags=clean_tags(template.tags if tags is None else tags), check_mode=bool(check),
               extra_vars={**(template.extra_vars or {}), **clean_extra_vars(extra_vars)},
               state=JobState.QUEUED)
@@ -211,6 +215,8 @@ def launch_job(session: so.Session, template: JobTemplate, user: User, limit: st
     outbox.enqueue(session, "jobs.run", job_id=job.id)
     audit.record(session, "launch", "Job", str(job.id), template.name,
                  after={"limit": job.limit, "tags": job.tags, "check_mode": job.check_mode})
+    if overridden:  # meeting-window guard: the override is kept with the job and audited
+        guard.record_override(session, job, user, override_reason, overridden)
     return job
 
 

@@ -1,0 +1,99 @@
+"""Fixtures of the Linux playbook tests: an app that commits for real, whose inventory holds Linux test hosts
+(network namespaces with their own sshd and view of the filesystem, tests/hosts.py) as media servers or link
+routers, logged into with the lab's key through a credential of the vault; and a worker that carries out the
+queued jobs."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from app.auth.models import Role, User
+from app.auth.service import create_user
+from app.config import PROJECT_ROOT
+from app.db import commit_scope, db
+from app.provisioning import service, vault
+from app.provisioning.models import Job, JobEvent
+from app.queue import outbox
+from app.queue.models import OutboxMessage
+from app.sites.models import HostKind, Level, ManagedHost, Site
+from tests.hosts import LabHost, ssh_hosts  # noqa: F401 - ssh_hosts: a fixture
+
+PLAYBOOKS = PROJECT_ROOT / "playbooks"
+HAS_ANSIBLE = (Path(sys.executable).parent / "ansible-playbook").exists()
+
+
+@dataclass
+class Bed:
+    app: Any
+    user_id: int
+    hosts: dict[str, LabHost]
+
+    def run(self, playbook: str, **launch: Any) -> Job:
+        """Launch the playbook as the technician and carry the job out as a worker does; the ended job."""
+        with self.app.app_context():
+            with commit_scope() as session:
+                template = service.save_template(session, {"name": f"{playbook} {time.monotonic_ns()}",
+                                                           "playbook": playbook, "check_allowed": True})
+                job = service.launch_job(session, template, session.get(User, self.user_id), **launch)
+            job_id = job.id
+            db.session.remove()
+            ids = db.session.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.done_at.is_(None))
+                                     .order_by(OutboxMessage.id)).all()
+            db.session.remove()
+            for message_id in ids:
+                outbox.deliver(message_id)
+            db.session.remove()
+            job = db.session.get(Job, job_id)
+            db.session.remove()
+        return job
+
+    def events(self, job_id: int) -> list[JobEvent]:
+        with self.app.app_context():
+            rows = list(db.session.scalars(sa.select(JobEvent).where(JobEvent.job_id == job_id)
+                                           .order_by(JobEvent.seq)))
+            db.session.remove()
+        return rows
+
+    def log(self, job: Job) -> str:
+        return "".join(e.stdout + "\n" for e in self.events(job.id) if e.stdout) + (job.error or "")
+
+
+@pytest.fixture
+def linux_bed(fresh_app: Callable[..., Any], ssh_hosts: Callable[..., list[LabHost]], tmp_path: Path,  # noqa: F811
+              monkeypatch: pytest.MonkeyPatch) -> Callable[..., Bed]:
+    """make(n, kind) -> a bed whose inventory holds N Linux test hosts of that kind (media_server, link_router)."""
+    if not HAS_ANSIBLE:
+        pytest.skip("ansible-playbook is not installed beside the test's Python")
+    # A test host's key is new at each run: nothing to pin it against (production pins keys; not this test).
+    monkeypatch.setenv("ANSIBLE_HOST_KEY_CHECKING", "False")
+
+    def make(n: int, kind: HostKind, backend: str = "sqlite") -> Bed:
+        hosts = ssh_hosts(n, "linux")
+        app = fresh_app(backend, PLAYBOOK_DIR=str(PLAYBOOKS), JOB_WORK_DIR=str(tmp_path / "work"))
+        with app.app_context():
+            with commit_scope() as session:
+                level = Level(code="province", name="Tỉnh", rank=1)
+                session.add(level)
+                session.flush()
+                site = Site(code="TQ", name="Tuyên Quang", level_id=level.id)
+                session.add(site)
+                session.flush()
+                site.path = f"/{site.id}/"
+                for i, host in enumerate(hosts, 1):
+                    session.add(ManagedHost(site_id=site.id, name=f"h{i}", kind=kind, mgmt_address=host.address))
+                user = create_user(session, "tech@example.com", Role.TECHNICIAN, "correct horse battery")
+                credential = vault.create_credential(session, "lab key", "ssh_key", "root", hosts[0].private_key_text)
+                vault.assign_credential(session, credential, kind.value)
+            user_id = user.id
+            db.session.remove()
+        return Bed(app, user_id, {f"h{i}": host for i, host in enumerate(hosts, 1)})
+
+    return make
