@@ -490,11 +490,10 @@ def _replace_link_reservations(session: so.Session, occurrence: Occurrence, plan
 
 
 def _insert_rows(session: so.Session, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """Insert through the core as multi-row INSERT statements (200 rows a statement), without ORM bookkeeping:
-    a 150-site meeting writes about 300 rows."""
-    connection = session.connection()
-    for start in range(0, len(rows), 200):  # (no rows: no statement)
-        connection.execute(sa.insert(table).values(rows[start:start + 200]))
+    """Insert through the core as one executemany of a cached statement, without ORM bookkeeping: a 150-site
+    meeting writes about 300 rows. (A multi-row VALUES statement measured slower: it is compiled anew each time.)"""
+    if rows:
+        session.connection().execute(sa.insert(table), rows)
 
 
 def _participation(existing: Participation | None, site_id: int, endpoint_id: int) -> Participation:
