@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from flask import abort, current_app, url_for
 from flask.views import MethodView
 from flask_babel import gettext as _
@@ -28,6 +27,7 @@ from app.meetings import queries, schemas, service
 from app.meetings.availability import Availability, WorkingHours, check_availability
 from app.meetings.models import Meeting, Participation
 from app.meetings.service import BookingRequest, Recurrence
+from app.pagination import paginate
 
 Args = dict[str, Any]
 
@@ -76,11 +76,10 @@ class MeetingCollection(MethodView):
                                   else "", within=args.get("within"), site_id=args.get("site_id"),
                                   viewer_site_id=_viewer_site())
         stmt = queries.meeting_query(db.session, f)
-        page, size = args["page"], args["page_size"]
-        total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))
-        items = list(db.session.scalars(stmt.limit(size).offset((page - 1) * size)))
-        found = queries.summaries(db.session, items)
-        return {"items": [_listed(m, found[m.id]) for m in items], "total": total, "page": page, "page_size": size}
+        page = paginate(stmt, args["page"], args["page_size"])
+        found = queries.summaries(db.session, page.items)
+        page.items = [_listed(m, found[m.id]) for m in page.items]
+        return page.as_api()
 
     @require("meetings.book")
     @meetings.arguments(schemas.BookingIn)

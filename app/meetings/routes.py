@@ -39,9 +39,9 @@ from app.meetings.forms import (
 )
 from app.meetings.models import Meeting, Occurrence, OccurrenceStatus
 from app.meetings.service import BookingRefused
+from app.pagination import paginate_request
 from app.sites import service as sites_service
 from app.sites.models import Bridge, Endpoint, Site, Status
-from app.sites.routes import Page
 
 bp = Blueprint("meetings", __name__, url_prefix="/meetings")
 
@@ -137,15 +137,6 @@ def _today() -> dt.date:
     return utcnow().astimezone(_zone()).date()
 
 
-def _paginate(stmt: sa.Select[Any]) -> Page:
-    size = max(1, int(current_app.config["PAGE_SIZE"]))
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    page = Page([], 1, size, total)
-    page.number = min(max(_int_arg("page") or 1, 1), page.pages)
-    page.items = list(db.session.scalars(stmt.limit(size).offset((page.number - 1) * size)))
-    return page
-
-
 def _fill_choices(form: ProposalForm) -> None:
     session = db.session
     sites = sorted(session.scalars(sa.select(Site).where(Site.status != Status.RETIRED)), key=_tree_order)
@@ -197,7 +188,7 @@ def meeting_list() -> ResponseReturnValue:
                               status=status if status in {s.value for s in OccurrenceStatus} else "",
                               within=None if own else _int_arg("within"),
                               site_id=None if own else _int_arg("site"), viewer_site_id=own)
-    page = _paginate(queries.meeting_query(db.session, f))
+    page = paginate_request(queries.meeting_query(db.session, f))
     return render_template("meetings/list.html", page=page, f=f, statuses=list(OccurrenceStatus),
                            summaries=queries.summaries(db.session, page.items),
                            parents=[] if own else sites_service.parent_sites(db.session),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from flask import url_for
 from flask.views import MethodView
 from flask_login import current_user
@@ -18,6 +17,7 @@ from flask_smorest import Blueprint
 from app.api import ApiBlueprint
 from app.auth.permissions import require
 from app.db import db
+from app.pagination import paginate
 from app.provisioning import schemas, service
 from app.provisioning.models import Job
 
@@ -45,10 +45,7 @@ class JobCollection(MethodView):
         f = service.JobFilter(state=args["state"].value if "state" in args else "",
                               template_id=args.get("template_id"), launched_by_id=args.get("launched_by_id"))
         stmt = service.job_query(f)
-        page, size = args["page"], args["page_size"]
-        total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))
-        items = list(db.session.scalars(stmt.limit(size).offset((page - 1) * size)).unique())
-        return {"items": items, "total": total, "page": page, "page_size": size}
+        return paginate(stmt, args["page"], args["page_size"], unique=True).as_api()
 
     @require("jobs.launch")
     @jobs.arguments(schemas.JobLaunch)

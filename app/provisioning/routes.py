@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -23,6 +22,7 @@ from wtforms.fields.choices import SelectChoice
 from app.auth.permissions import require
 from app.db import db
 from app.errors import DomainError
+from app.pagination import paginate_request
 from app.provisioning import service, vault
 from app.provisioning.forms import (
     LABELS,
@@ -49,31 +49,6 @@ def jobs_label(value: Any) -> str:
 
 
 # ---------------------------------------------------------------- shared by the views below
-
-@dataclass
-class Page:
-    items: list[Any]
-    number: int
-    size: int
-    total: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.size))
-
-    def url(self, number: int) -> str:
-        return url_for(request.endpoint or "jobs.job_list", **(request.view_args or {}),
-                       **{**request.args.to_dict(), "page": number})
-
-
-def _paginate(stmt: sa.Select[Any]) -> Page:
-    size = max(1, int(current_app.config["PAGE_SIZE"]))
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    page = Page([], 1, size, total)
-    page.number = min(max(_int_arg("page") or 1, 1), page.pages)
-    page.items = list(db.session.scalars(stmt.limit(size).offset((page.number - 1) * size)).unique())
-    return page
-
 
 def _int_arg(name: str) -> int | None:
     value = request.args.get(name, "").strip()
@@ -131,7 +106,7 @@ def job_list() -> ResponseReturnValue:
                           template_id=_int_arg("template_id"), launched_by_id=_int_arg("launched_by_id"),
                           since=_local_midnight(since) if since else None,
                           until=_local_midnight(until + dt.timedelta(days=1)) if until else None)
-    page = _paginate(service.job_query(f))
+    page = paginate_request(service.job_query(f))
     return render_template("jobs/job_list.html", page=page, f=f, since=since, until=until, states=list(JobState),
                            templates=service.list_templates(db.session),
                            launchers=service.launchers(db.session))

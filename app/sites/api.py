@@ -24,6 +24,7 @@ from flask_smorest import Blueprint
 from app.api import ApiBlueprint
 from app.auth.permissions import require
 from app.db import db
+from app.pagination import paginate
 from app.sites import schemas, service
 from app.sites.models import Bridge, Endpoint, Link, MaintenanceWindow, ManagedHost, Site
 
@@ -37,10 +38,7 @@ def _filter(filter_cls: type[Any], args: Args) -> Any:
 
 
 def _page(stmt: sa.Select[Any], args: Args) -> Args:
-    page, size = args["page"], args["page_size"]
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))
-    items = db.session.scalars(stmt.limit(size).offset((page - 1) * size)).all()
-    return {"items": items, "total": total, "page": page, "page_size": size}
+    return paginate(stmt, args["page"], args["page_size"]).as_api()
 
 
 def _created(obj: Any, **view_args: Any) -> tuple[Any, int, dict[str, str]]:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -24,6 +23,7 @@ from app.auth.models import Role, User
 from app.auth.permissions import login_required_only, require, role_can
 from app.db import db
 from app.errors import DomainError
+from app.pagination import paginate_request
 from app.sites import service
 from app.sites.forms import (
     CHOICE_LABELS,
@@ -60,32 +60,6 @@ def choice_label(value: Any) -> str:
 
 
 # ---------------------------------------------------------------- shared by the views below
-
-@dataclass
-class Page:
-    items: list[Any]
-    number: int
-    size: int
-    total: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.size))
-
-    def url(self, number: int) -> str:
-        """The address of another page of the same list, with the same filters."""
-        args = {**request.args.to_dict(), "page": number}
-        return url_for(request.endpoint or "sites.home", **(request.view_args or {}), **args)
-
-
-def _paginate(stmt: sa.Select[Any]) -> Page:
-    size = max(1, int(current_app.config["PAGE_SIZE"]))
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    page = Page([], 1, size, total)
-    page.number = min(max(_int_arg("page") or 1, 1), page.pages)
-    page.items = list(db.session.scalars(stmt.limit(size).offset((page.number - 1) * size)))
-    return page
-
 
 def _int_arg(name: str) -> int | None:
     value = request.args.get(name, "").strip()
@@ -159,7 +133,7 @@ def site_list() -> ResponseReturnValue:
     level = _choice_arg("level", tuple(lv.code for lv in levels))
     f = service.SiteFilter(q=request.args.get("q", "").strip(), level=level, within=_int_arg("within"),
                            status=_choice_arg("status", Status), sample=sample)
-    page = _paginate(service.site_query(db.session, f).options(so.selectinload(Site.parent)))
+    page = paginate_request(service.site_query(db.session, f).options(so.selectinload(Site.parent)))
     return render_template("sites/site_list.html", page=page, f=f, levels=levels,
                            parents=service.parent_sites(db.session), statuses=list(Status))
 
@@ -312,7 +286,7 @@ def _retire_page(kind: str, obj: Any, name: str) -> ResponseReturnValue:
 def endpoint_list() -> ResponseReturnValue:
     f = _equipment_filter()
     f.kind = _choice_arg("kind", EndpointKind)
-    page = _paginate(service.endpoint_query(db.session, f).options(so.contains_eager(Endpoint.site)))
+    page = paginate_request(service.endpoint_query(db.session, f).options(so.contains_eager(Endpoint.site)))
     return render_template("sites/endpoint_list.html", page=page, f=f, kinds=list(EndpointKind),
                            parents=service.parent_sites(db.session), statuses=list(Status))
 
@@ -356,7 +330,7 @@ def endpoint_retire(endpoint_id: int) -> ResponseReturnValue:
 @require("inventory.view")
 def bridge_list() -> ResponseReturnValue:
     f = _equipment_filter()
-    page = _paginate(service.bridge_query(db.session, f))
+    page = paginate_request(service.bridge_query(db.session, f))
     return render_template("sites/bridge_list.html", page=page, f=f, parents=service.parent_sites(db.session),
                            statuses=list(Status))
 
@@ -400,7 +374,7 @@ def bridge_retire(bridge_id: int) -> ResponseReturnValue:
 def host_list() -> ResponseReturnValue:
     f = _equipment_filter()
     f.kind = _choice_arg("kind", HostKind)
-    page = _paginate(service.host_query(db.session, f).options(so.contains_eager(ManagedHost.site)))
+    page = paginate_request(service.host_query(db.session, f).options(so.contains_eager(ManagedHost.site)))
     return render_template("sites/host_list.html", page=page, f=f, kinds=list(HostKind),
                            parents=service.parent_sites(db.session), statuses=list(Status))
 
@@ -442,7 +416,7 @@ def host_retire(host_id: int) -> ResponseReturnValue:
 def link_list() -> ResponseReturnValue:
     f = service.LinkFilter(q=request.args.get("q", "").strip(), within=_int_arg("within"),
                            medium=_choice_arg("medium", LinkMedium), status=_choice_arg("status", Status))
-    page = _paginate(service.link_query(db.session, f)
+    page = paginate_request(service.link_query(db.session, f)
                      .options(so.selectinload(Link.site_a), so.selectinload(Link.site_b)))
     return render_template("sites/link_list.html", page=page, f=f, media=list(LinkMedium),
                            parents=service.parent_sites(db.session), statuses=list(Status))
@@ -531,7 +505,7 @@ def _target_choices(fixed: str) -> tuple[list[SelectChoice], Any]:
 def maintenance_list() -> ResponseReturnValue:
     when = _choice_arg("when", service.MAINTENANCE_PERIODS)
     q = request.args.get("q", "").strip()
-    page = _paginate(service.maintenance_list_query(db.session, when, q))
+    page = paginate_request(service.maintenance_list_query(db.session, when, q))
     user_ids = {w.created_by_id for w in page.items if w.created_by_id}
     users = {u.id: u for u in db.session.scalars(sa.select(User).where(User.id.in_(user_ids)))} if user_ids else {}
     return render_template("sites/maintenance_list.html", page=page, when=when, q=q, users=users,
