@@ -216,9 +216,12 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 
 
 def _register_domain_commands() -> None:
+    from app.monitoring.cli import exporter_command, probe_command
     from app.provisioning.vault import credentials_cli
 
     main.add_command(credentials_cli)
+    main.add_command(probe_command)
+    main.add_command(exporter_command)
 
 
 _register_domain_commands()

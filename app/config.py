@@ -74,6 +74,19 @@ SETTINGS: list[Setting] = [
             "each.", int),
     Setting("DEVICE_COMMAND_TIMEOUT", 30, "Seconds to wait for a device's whole answer to one request.", int),
     Setting("DEVICE_KEEPALIVE", 15, "Seconds between SSH keepalives on a device connection.", int),
+    Setting("FIRMWARE_MAX_MB", 2048, "Largest firmware image a technician may upload, in megabytes.", int),
+    Setting("PROBE_STEP_SECONDS", 60.0, "Seconds between the starts of two probe steps.", float),
+    Setting("PROBE_ECHOES", 20, "ICMP echoes sent to each target per step (smokeping-style).", int),
+    Setting("PROBE_ECHO_INTERVAL", 1.0, "Seconds between two echoes to the same target.", float),
+    Setting("PROBE_TIMEOUT", 2.0, "Seconds to wait for an echo's reply (or a TCP connection) before counting it "
+            "lost.", float),
+    Setting("PROBE_CONCURRENCY", 256, "Targets a probe agent measures at once.", int),
+    Setting("PROBE_HISTORY_MINUTES", 90, "Minutes of probe history kept in the database for the board.", int),
+    Setting("PROBE_LISTEN", "127.0.0.1:9561", "Address where `vcops probe` serves its /metrics.", str),
+    Setting("EXPORTER_LISTEN", "127.0.0.1:9560", "Address where `vcops exporter` serves its /metrics.", str),
+    Setting("EXPORTER_HORIZON_HOURS", 12, "Hours ahead for which `vcops exporter` lists the meetings' sites.", int),
+    Setting("METRICS_DIR", "", "Folder where web workers share their request metrics (prometheus-client "
+            "multiprocess mode); empty means INSTANCE_PATH/metrics.", str),
 ]
 
 
@@ -90,6 +103,11 @@ def _parse(kind: type, raw: str) -> Any:
             return int(raw)
         except ValueError:
             raise ValueError(f"expected a whole number, got {raw!r}") from None
+    if kind is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"expected a number, got {raw!r}") from None
     return kind(raw)
 
 

@@ -7,6 +7,7 @@ def load_all() -> None:
     import app.devices.models
     import app.meetings.agenda_models
     import app.meetings.models
+    import app.monitoring.models
     import app.provisioning.backup_models
     import app.provisioning.firmware_models
     import app.provisioning.models

@@ -33,6 +33,11 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "credentials.manage": frozenset({Role.ADMIN, Role.TECHNICIAN}),
     "devices.act": frozenset({Role.ADMIN, Role.TECHNICIAN}),
     "audit.view": frozenset({Role.ADMIN}),
+    # Monitoring: every staff member may see the board; operators acknowledge incidents. Alertmanager posts its
+    # webhook with the bearer token of a user holding monitoring.receive (an operator account made for it).
+    "monitoring.view": frozenset(STAFF),
+    "incidents.ack": frozenset({Role.ADMIN, Role.OPERATOR}),
+    "monitoring.receive": frozenset({Role.ADMIN, Role.OPERATOR}),
 }
 
 
