@@ -65,7 +65,8 @@ SIMULATOR = REPO / "simulators" / "cisco_xapi.py"
 SYSTEM_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
 SSHD = "/usr/sbin/sshd"
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
-NETWORK = ipaddress.ip_network("198.18.0.0/15")
+# 198.18.0.0/16 for SSH test hosts; 198.19.0.0/16 is left to the probe labs (tests/netlab.py).
+NETWORK = ipaddress.ip_network("198.18.0.0/16")
 SUBNETS = NETWORK.num_addresses // 4
 FIRST_INDEX = 256
 LOCKS = Path("/run/vcops-test-hosts")
@@ -334,7 +335,7 @@ class HostLab:
                            username="admin" if xapi else "root",
                            password=secrets.token_urlsafe(12) if xapi else None,
                            client_key=self.client_key, boot_seconds=boot_seconds)
-        raise RuntimeError("no free subnet for a test host in 198.18.0.0/15")
+        raise RuntimeError("no free subnet for a test host in 198.18.0.0/16")
 
     # ---------------------------------------------------------------- making one
 
