@@ -85,6 +85,8 @@ def _register_blueprints(app: Flask) -> None:
     from app.meetings import agenda_api, agenda_routes
     from app.meetings import api as meetings_api
     from app.meetings import routes as meetings_routes
+    from app.monitoring import api as monitoring_api
+    from app.monitoring import routes as monitoring_routes
     from app.provisioning import api as jobs_api
     from app.provisioning import routes as jobs_routes
     from app.provisioning.backup_routes import bp as backups_bp
@@ -104,7 +106,9 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(backups_bp)
     app.register_blueprint(firmware_bp)
     app.register_blueprint(devices_routes.bp)
-    for blueprint in [*sites_api.blueprints, *meetings_api.blueprints, *agenda_api.blueprints, *jobs_api.blueprints]:
+    app.register_blueprint(monitoring_routes.bp)
+    for blueprint in [*sites_api.blueprints, *meetings_api.blueprints, *agenda_api.blueprints, *jobs_api.blueprints,
+                      *monitoring_api.blueprints]:
         api.register_blueprint(blueprint)  # each carries its own url_prefix under /api/v1
         csrf.exempt(blueprint)  # API changes need a bearer token (checked below), never a cookie
 
