@@ -57,6 +57,10 @@ def _after_flush(session: so.Session, _ctx: Any) -> None:
 
 
 def _after_commit(session: so.Session) -> None:
+    if session.in_nested_transaction():
+        # A savepoint was released, not the transaction: its rows are not visible to a worker yet (SQLAlchemy
+        # sends after_commit for both). The ids wait for the outer commit.
+        return
     ids = session.info.pop("outbox_ids", [])
     if ids and _dispatcher is not None:
         for message_id in ids:

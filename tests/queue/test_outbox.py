@@ -105,6 +105,37 @@ def test_work_asked_for_in_a_transaction_runs_after_commit_and_sees_the_committe
     assert _wait_for(lambda: all(r.done_at for r in _outbox_rows(queue_app)))
 
 
+def test_work_asked_for_inside_a_savepoint_waits_for_the_outer_commit(fresh_app):
+    # Booking a meeting runs in a savepoint inside the request's transaction: releasing the savepoint is not
+    # the commit, and a worker handed the message then would find nothing to send. PostgreSQL, where a worker
+    # does not wait for the writer (SQLite's single writer would hide the mistake).
+    from app.tasks import configure_queue
+
+    app = fresh_app("postgresql", QUEUE_NAME=f"vcops-test-{uuid.uuid4().hex[:8]}")
+    configure_queue(app)
+    consumer = huey.create_consumer(workers=2, worker_type="thread", periodic=False)
+    consumer.start()
+    try:
+        _book_level_in_a_savepoint(app)
+    finally:
+        consumer.stop(graceful=True)
+        huey.flush()
+
+
+def _book_level_in_a_savepoint(queue_app) -> None:
+    key = uuid.uuid4().hex
+    with queue_app.app_context():
+        with commit_scope() as session:
+            with session.begin_nested():
+                session.add(Level(code="zone", name="Khu", rank=8))
+                outbox.enqueue(session, "test.note_level", key=key, level_code="zone")
+            time.sleep(0.3)
+            assert huey.pending_count() == 0 and key not in SEEN
+        db.session.remove()
+    assert _wait_for(lambda: key in SEEN), "the worker never ran the task"
+    assert SEEN[key] == ["Khu"]
+
+
 def test_a_rolled_back_transaction_leaves_no_task_and_no_outbox_row(queue_app):
     key = uuid.uuid4().hex
     with queue_app.app_context():
