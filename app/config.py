@@ -80,7 +80,8 @@ SETTINGS: list[Setting] = [
     Setting("PROBE_ECHO_INTERVAL", 1.0, "Seconds between two echoes to the same target.", float),
     Setting("PROBE_TIMEOUT", 2.0, "Seconds to wait for an echo's reply (or a TCP connection) before counting it "
             "lost.", float),
-    Setting("PROBE_CONCURRENCY", 256, "Targets a probe agent measures at once.", int),
+    Setting("PROBE_CONCURRENCY", 1024, "Targets a probe agent measures at once (each holds its slot for "
+            "ECHOES x ECHO_INTERVAL).", int),
     Setting("PROBE_HISTORY_MINUTES", 90, "Minutes of probe history kept in the database for the board.", int),
     Setting("PROBE_LISTEN", "127.0.0.1:9561", "Address where `vcops probe` serves its /metrics.", str),
     Setting("EXPORTER_LISTEN", "127.0.0.1:9560", "Address where `vcops exporter` serves its /metrics.", str),

@@ -165,16 +165,25 @@ def among(session: so.Session, column: sa.ColumnElement, ids: Iterable[int]) -> 
 
 # ---------------------------------------------------------------- locking
 
-def lock_resources(session: so.Session, keys: Iterable[str]) -> None:
-    """Serialise bookings that touch the same resources (PostgreSQL); SQLite already serialises writers."""
+def lock_resources(session: so.Session, keys: Iterable[str], shared: Iterable[str] = ()) -> None:
+    """Serialise bookings that touch the same resources (PostgreSQL); SQLite already serialises writers.
+    `shared` keys are taken in shared mode: bookings holding one shared do not wait for each other, only for
+    the one holding it exclusively."""
     if session.get_bind().dialect.name != "postgresql":
         return
-    numbers = sorted({int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True)
-                      for k in keys})
-    if numbers:
+    modes: dict[int, bool] = {_lock_number(k): True for k in shared}
+    modes.update({_lock_number(k): False for k in keys})  # exclusive wins where a key is asked both ways
+    if modes:
+        numbers = sorted(modes)
         # One statement, keys in order: two bookings never wait on each other in opposite orders.
-        session.execute(sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k "
-                                "ORDER BY k"), {"keys": numbers})
+        session.execute(sa.text(
+            "SELECT CASE WHEN s THEN pg_advisory_xact_lock_shared(k) ELSE pg_advisory_xact_lock(k) END "
+            "FROM unnest(CAST(:keys AS bigint[]), CAST(:shared AS boolean[])) AS t(k, s) ORDER BY k"),
+            {"keys": numbers, "shared": [modes[n] for n in numbers]})
+
+
+def _lock_number(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 # ---------------------------------------------------------------- the check
@@ -363,32 +372,40 @@ def _link_clashes(session: so.Session, w: Window, need_kbps: dict[int, int], exc
     links = {row.id: row for row in session.execute(
         sa.select(Link.id, Link.code, Link.bandwidth_kbps).where(among(session, Link.id, need_kbps)))}
     usage: dict[int, list[tuple[dt.datetime, dt.datetime, int]]] = defaultdict(list)
-    holders: dict[int, dict[int, str]] = defaultdict(dict)
-    for link_id, s, e, kbps, meeting_id, title in session.execute(
+    holders: dict[int, dict[int, None]] = defaultdict(dict)  # link -> meetings holding it (ordered, unique)
+    for link_id, s, e, kbps, meeting_id in session.execute(
             sa.select(LinkReservation.link_id, LinkReservation.starts_at, LinkReservation.ends_at,
-                      LinkReservation.kbps, Meeting.id, Meeting.title)
+                      LinkReservation.kbps, Occurrence.meeting_id)
             .join(Occurrence, LinkReservation.occurrence_id == Occurrence.id)
-            .join(Meeting, Occurrence.meeting_id == Meeting.id)
             .where(among(session, LinkReservation.link_id, need_kbps), _holding(exclude),
                    _overlapping(LinkReservation.starts_at, LinkReservation.ends_at, w))):
         usage[link_id].append((s, e, kbps))
-        holders[link_id][meeting_id] = title
+        holders[link_id][meeting_id] = None
+    over = [(link_id, need, peak(usage[link_id], w.setup_starts_at, w.ends_at))
+            for link_id, need in sorted(need_kbps.items())]
+    over = [(link_id, need, used) for link_id, need, used in over if used + need > links[link_id].bandwidth_kbps]
+    if not over:
+        return []
+    # Titles only for the links that clash (a booked meeting needs none).
+    named = {i for link_id, _need, _used in over for i in list(holders[link_id])[:3]}
+    titles = dict(session.execute(sa.select(Meeting.id, Meeting.title).where(among(session, Meeting.id, named)))
+                  .all()) if named else {}
     clashes = []
-    for link_id, need in sorted(need_kbps.items()):
+    for link_id, need, used in over:
         link = links[link_id]
-        used = peak(usage[link_id], w.setup_starts_at, w.ends_at)
-        if used + need > link.bandwidth_kbps:
-            meeting_id, title = next(iter(holders[link_id].items()), (None, ""))
-            others = ", ".join(f"\u201c{t}\u201d" for t in list(holders[link_id].values())[:3])
-            values = {"code": link.code, "bandwidth": link.bandwidth_kbps, "total": used + need, "need": need,
-                      "used": used, "others": others}
-            if others:
-                message = _("The link %(code)s (%(bandwidth)s kbit/s) would carry %(total)s kbit/s: %(need)s kbit/s "
-                            "for this meeting on top of %(used)s kbit/s already booked by %(others)s.", **values)
-            else:
-                message = _("The link %(code)s (%(bandwidth)s kbit/s) would carry %(total)s kbit/s: %(need)s kbit/s "
-                            "for this meeting on top of %(used)s kbit/s already booked.", **values)
-            clashes.append(Clash("link", _("link %(code)s", code=link.code), message, meeting_id, title))
+        shown = list(holders[link_id])[:3]
+        meeting_id = shown[0] if shown else None
+        title = titles.get(meeting_id, "") if meeting_id is not None else ""
+        others = ", ".join(f"\u201c{titles.get(i, '')}\u201d" for i in shown)
+        values = {"code": link.code, "bandwidth": link.bandwidth_kbps, "total": used + need, "need": need,
+                  "used": used, "others": others}
+        if others:
+            message = _("The link %(code)s (%(bandwidth)s kbit/s) would carry %(total)s kbit/s: %(need)s kbit/s "
+                        "for this meeting on top of %(used)s kbit/s already booked by %(others)s.", **values)
+        else:
+            message = _("The link %(code)s (%(bandwidth)s kbit/s) would carry %(total)s kbit/s: %(need)s kbit/s "
+                        "for this meeting on top of %(used)s kbit/s already booked.", **values)
+        clashes.append(Clash("link", _("link %(code)s", code=link.code), message, meeting_id, title))
     return clashes
 
 

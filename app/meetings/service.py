@@ -25,7 +25,7 @@ from app.errors import Conflict, Invalid, NotFound
 from app.meetings import booking
 from app.meetings.booking import Clash, Plan, Window
 from app.meetings.models import Classification, Meeting, Occurrence, OccurrenceStatus
-from app.sites.models import Bridge, Level, Site, Status
+from app.sites.models import Level, Site, Status
 
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 MAX_OCCURRENCES = 365
@@ -95,7 +95,9 @@ def resolve_sites(session: so.Session, host: Site, site_ids: Iterable[int] = (),
     wanted: dict[int, Site] = {host.id: host}
     ids = list(dict.fromkeys(site_ids))
     if ids:
-        found = {s.id: s for s in session.scalars(sa.select(Site).where(booking.among(session, Site.id, ids)))}
+        # The level is not needed to book (it loads on first use): 150 rows without the join.
+        found = {s.id: s for s in session.scalars(sa.select(Site).options(so.lazyload(Site.level))
+                                                  .where(booking.among(session, Site.id, ids)))}
         missing = [i for i in ids if i not in found]
         if missing:
             raise NotFound(_("No site with id %(id)s.", id=", ".join(map(str, missing))),
@@ -105,7 +107,7 @@ def resolve_sites(session: so.Session, host: Site, site_ids: Iterable[int] = (),
         root = session.get(Site, root_id)
         if root is None:
             raise NotFound(_("No site with id %(id)s.", id=root_id), {"subtree_ids": [_("no such site")]})
-        wanted.update({s.id: s for s in session.scalars(sa.select(Site).where(
+        wanted.update({s.id: s for s in session.scalars(sa.select(Site).options(so.lazyload(Site.level)).where(
             Site.path.startswith(root.path), Site.status != Status.RETIRED))})
     for code in dict.fromkeys(level_codes):
         level = session.scalar(sa.select(Level).where(Level.code == code))
@@ -199,19 +201,18 @@ def _validate(req: BookingRequest) -> None:
         raise Invalid(message, errors)
 
 
-def _lock_keys(sites: Sequence[Site], paths: dict[int, list[int]], bridge_ids: Iterable[int]) -> list[str]:
+def _lock(session: so.Session, sites: Sequence[Site], paths: dict[int, list[int]], bridge_id: int | None) -> None:
+    """Lock the sites (their rooms), the links of their paths and the bridge. A booking that lets VCOps pick
+    the bridge may take any of them: it holds the lock "every bridge" alone, while a booking of one given
+    bridge holds that bridge's lock and "every bridge" shared (two such bookings of different bridges run
+    side by side; neither runs beside a booking that picks). One lock instead of one per bridge of the
+    country."""
     keys = [f"site:{s.id}" for s in sites]
     keys += [f"link:{link_id}" for path in paths.values() for link_id in path]
-    keys += [f"bridge:{b}" for b in bridge_ids]
-    return keys
-
-
-def _lock(session: so.Session, sites: Sequence[Site], paths: dict[int, list[int]], bridge_id: int | None) -> None:
-    if session.get_bind().dialect.name != "postgresql":
-        return  # SQLite serialises writers already (BEGIN IMMEDIATE)
-    bridge_ids = [bridge_id] if bridge_id is not None else list(session.scalars(
-        sa.select(Bridge.id).where(Bridge.status == Status.ACTIVE)))
-    booking.lock_resources(session, _lock_keys(sites, paths, bridge_ids))
+    if bridge_id is None:
+        booking.lock_resources(session, [*keys, "bridge:*"])
+    else:
+        booking.lock_resources(session, [*keys, f"bridge:{bridge_id}"], shared=["bridge:*"])
 
 
 def _book_meeting(session: so.Session, req: BookingRequest, created_by_id: int | None = None,

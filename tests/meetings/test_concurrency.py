@@ -60,3 +60,57 @@ def test_twenty_simultaneous_bookings_of_one_site_give_one_meeting_and_nineteen_
             Occurrence.status == OccurrenceStatus.SCHEDULED))
         db.session.remove()
     assert held == 1
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_bookings_naming_the_bridge_and_bookings_letting_vcops_pick_it_never_overfill_it(fresh_app, backend, day):
+    # The districts book at once, each with one of its communes: no site or link in common, only the bridge.
+    # Half name the bridge, half let VCOps pick. It has ports for one of these meetings only, so exactly one
+    # may get it, however the requests interleave.
+    from app.sites.models import Bridge
+
+    app = fresh_app(backend)
+    with app.app_context(), commit_scope() as session:
+        seed(session)
+        bridge = session.scalar(sa.select(Bridge))
+        bridge.total_ports = 3  # each meeting holds two: a room at the district and one at the commune
+    with app.app_context():
+        bridge_id = db.session.scalar(sa.select(Bridge.id))
+        pairs = []
+        for district in db.session.scalars(sa.select(Site).where(Site.code.like("TQ-__")).order_by(Site.code)):
+            commune = db.session.scalar(sa.select(Site.id).where(Site.parent_id == district.id).limit(1))
+            pairs.append((district.id, commune))
+        db.session.remove()
+    assert len(pairs) >= 6
+
+    barrier = threading.Barrier(len(pairs))
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def secretary(n: int) -> None:
+        host_id, commune_id = pairs[n]
+        request = BookingRequest(title=f"Họp số {n}", host_site_id=host_id, site_ids=[commune_id],
+                                 starts_at=local(day, "14:00"), ends_at=local(day, "15:00"),
+                                 bridge_id=bridge_id if n % 2 else None)
+        try:
+            with app.app_context():
+                barrier.wait(timeout=30)
+                try:
+                    with commit_scope() as session:
+                        book_meeting(session, request)
+                    outcome = "booked"
+                except BookingRefused as exc:
+                    outcome = f"refused {exc.status}"
+                finally:
+                    db.session.remove()
+        except Exception as exc:
+            outcome = f"error {type(exc).__name__}: {exc}"
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=secretary, args=(n,)) for n in range(len(pairs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(outcomes) == ["booked"] + ["refused 409"] * (len(pairs) - 1), outcomes
