@@ -8,8 +8,8 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PIP_INSTALL := $(PIP) install --disable-pip-version-check --quiet -c constraints.txt
 # Debian packages the tests use for real components (see the test bed notes): sshd for test hosts, network
-# namespaces and loss injection, reference pings, Prometheus with promtool, a browser.
-DEBIAN_PACKAGES := openssh-server iproute2 nftables iputils-ping fping prometheus chromium
+# namespaces and loss injection, reference pings, Prometheus with promtool, Alertmanager with amtool, a browser.
+DEBIAN_PACKAGES := openssh-server iproute2 nftables iputils-ping fping prometheus prometheus-alertmanager chromium
 INSTALL_INPUTS := setup.cfg constraints.txt pyproject.toml
 
 .PHONY: run test lint pytest debian-packages translations messages bench freeze clean
