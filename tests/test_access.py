@@ -108,6 +108,20 @@ EXPECTED["backups.endpoint_versions GET"] = EXPECTED["backups.show GET"] = JOBS_
 for _key in ("firmware.image_list GET", "firmware.image_show GET", "firmware.image_download GET"):
     EXPECTED[_key] = JOBS_VIEW
 EXPECTED["firmware.upload GET"] = EXPECTED["firmware.upload POST"] = JOBS_LAUNCH
+
+# Monitoring: every staff member sees the board; operators acknowledge incidents; Alertmanager posts with an
+# operator's token.
+MONITORING_VIEW, INCIDENTS_ACK, MONITORING_RECEIVE = STAFF, {A, OP}, {A, OP}
+EXPECTED.update({
+    "monitoring.board GET": MONITORING_VIEW, "monitoring.board_json GET": MONITORING_VIEW,
+    "monitoring.link_page GET": MONITORING_VIEW, "monitoring.incident_list GET": MONITORING_VIEW,
+    "monitoring.incident_detail GET": MONITORING_VIEW, "monitoring.at_risk GET": MONITORING_VIEW,
+    "monitoring.incident_ack POST": INCIDENTS_ACK,
+    "api_board.collection GET": MONITORING_VIEW, "api_link_history.item GET": MONITORING_VIEW,
+    "api_at_risk.collection GET": MONITORING_VIEW, "api_incidents.collection GET": MONITORING_VIEW,
+    "api_incidents.item GET": MONITORING_VIEW, "api_incidents.ack POST": INCIDENTS_ACK,
+    "api_alerts.webhook POST": MONITORING_RECEIVE,
+})
 EXPECTED["firmware.signed_download GET"] = PUBLIC  # devices fetch images by a signed, expiring link
 for _endpoint in ("schedules.schedule_create", "schedules.schedule_edit"):
     EXPECTED[f"{_endpoint} GET"] = EXPECTED[f"{_endpoint} POST"] = JOBS_LAUNCH
