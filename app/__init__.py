@@ -25,6 +25,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app import web
     from app.auth import audit
     from app.db import db
+    from app.monitoring import webmetrics
     from app.queue import outbox
     from app.tasks import configure_queue
 
@@ -37,5 +38,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     audit.install(db.sessionmaker)
     outbox.install(db.sessionmaker)
     web.init_app(app)
+    webmetrics.init_app(app)
     configure_queue(app)
     return app

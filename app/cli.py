@@ -186,15 +186,20 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     from gunicorn.app.base import BaseApplication
 
     from app import create_app
+    from app.monitoring.webmetrics import gunicorn_hooks
 
     app = create_app()
     bind = f"{host or app.config['HOST']}:{port or app.config['PORT']}"
+    # Before any worker starts: the workers' request metrics go to one shared, emptied folder.
+    hooks = gunicorn_hooks(app.config)
 
     class _Server(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", bind)
             self.cfg.set("workers", workers or app.config["WEB_WORKERS"])
             self.cfg.set("accesslog", "-")
+            for name, hook in hooks.items():
+                self.cfg.set(name, hook)
 
         def load(self) -> Any:
             return app

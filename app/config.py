@@ -88,6 +88,8 @@ SETTINGS: list[Setting] = [
     Setting("EXPORTER_HORIZON_HOURS", 12, "Hours ahead for which `vcops exporter` lists the meetings' sites.", int),
     Setting("METRICS_DIR", "", "Folder where web workers share their request metrics (prometheus-client "
             "multiprocess mode); empty means INSTANCE_PATH/metrics.", str),
+    Setting("METRICS_ALLOW", "127.0.0.1/32,::1/128", "Client addresses or networks, comma-separated, to which the "
+            "web app serves its own /metrics (Prometheus); empty means nobody.", str),
 ]
 
 

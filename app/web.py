@@ -87,6 +87,7 @@ def _register_blueprints(app: Flask) -> None:
     from app.meetings import routes as meetings_routes
     from app.monitoring import api as monitoring_api
     from app.monitoring import routes as monitoring_routes
+    from app.monitoring import webmetrics
     from app.provisioning import api as jobs_api
     from app.provisioning import routes as jobs_routes
     from app.provisioning.backup_routes import bp as backups_bp
@@ -107,6 +108,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(firmware_bp)
     app.register_blueprint(devices_routes.bp)
     app.register_blueprint(monitoring_routes.bp)
+    app.register_blueprint(webmetrics.bp)
     for blueprint in [*sites_api.blueprints, *meetings_api.blueprints, *agenda_api.blueprints, *jobs_api.blueprints,
                       *monitoring_api.blueprints]:
         api.register_blueprint(blueprint)  # each carries its own url_prefix under /api/v1

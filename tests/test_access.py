@@ -121,6 +121,7 @@ EXPECTED.update({
     "api_at_risk.collection GET": MONITORING_VIEW, "api_incidents.collection GET": MONITORING_VIEW,
     "api_incidents.item GET": MONITORING_VIEW, "api_incidents.ack POST": INCIDENTS_ACK,
     "api_alerts.webhook POST": MONITORING_RECEIVE,
+    "webmetrics.metrics GET": PUBLIC,  # Prometheus; answered only to the addresses in METRICS_ALLOW
 })
 EXPECTED["firmware.signed_download GET"] = PUBLIC  # devices fetch images by a signed, expiring link
 for _endpoint in ("schedules.schedule_create", "schedules.schedule_edit"):
