@@ -13,7 +13,10 @@ device, it greets the user, then reads one command a line and answers:
 Configuration paths, their value spaces (text length, number range, choices) and their defaults follow the
 device's; unknown paths and bad values are refused with ERROR and the device's kind of reason. The state
 (configuration that differs from the defaults, software version, calls, boot time) is kept in one JSON file
-per host, so several sessions see the same device and it survives a reboot. `xCommand SystemUnit Boot` and
+per host, so several sessions see the same device and it survives a reboot. The world around the device is in
+the state file too, for tests to change: `registrar` (how the SIP registrar answers: "accept", "reject" or
+"silent") and `media` (the loss ratio and jitter the network inflicts on a call's media, which the device
+reports under `xStatus MediaChannels Call [n] Channel [n] Netstat`). `xCommand SystemUnit Boot` and
 `xCommand SystemUnit SoftwareUpgrade URL: ... [Checksum: ...]` (which fetches nothing: the new version is
 read from the file name in the URL) reboot it: every session drops, sshd stays down for a few seconds,
 then answers again with the new version.
@@ -47,6 +50,9 @@ DEFAULT_VERSION = "ce9.15.3.17"
 DEFAULT_PRODUCT = "Cisco Webex Room Kit"
 NO_MATCH = "No match on address expression."
 MAX_CALLS = 1  # a room system without the MultiSite option holds one video call
+REGISTRARS = ("accept", "reject", "silent")
+AUDIO_KBPS = 64
+NETSTAT_INTERVAL = 5.0  # seconds: the device's "last interval" of media statistics
 
 
 class Refused(Exception):
@@ -185,13 +191,18 @@ def xpath(root: str, path: Iterable[str]) -> str:
 # ---------------------------------------------------------------- the state file
 
 def new_state(*, name: str = "", serial: str = "FOC0000A0AA", version: str = DEFAULT_VERSION,
-              product: str = DEFAULT_PRODUCT, config: dict[str, str | int] | None = None) -> dict[str, Any]:
-    """A device fresh from the factory (with `config` set on top of the defaults)."""
+              product: str = DEFAULT_PRODUCT, config: dict[str, str | int] | None = None,
+              registrar: str = "accept", loss_ratio: float = 0.0, jitter_ms: int = 1) -> dict[str, Any]:
+    """A device fresh from the factory (with `config` set on top of the defaults), on a network whose SIP
+    registrar answers as `registrar` says and which loses `loss_ratio` of a call's media packets."""
+    if registrar not in REGISTRARS:
+        raise ValueError(f"registrar must be one of {', '.join(REGISTRARS)}, not {registrar!r}")
     return {
         "product": product, "serial": serial,
         "software": {"version": version, "upgrade": {"status": "None", "url": ""}},
         "config": {"SystemUnit Name": name, **(config or {})} if name else dict(config or {}),
         "calls": [], "next_call_id": 1, "booted_at": time.time(), "boots": 0,
+        "registrar": registrar, "media": {"loss_ratio": loss_ratio, "jitter_ms": jitter_ms},
     }
 
 
@@ -241,10 +252,60 @@ def config_value(state: dict[str, Any], path: tuple[str, ...]) -> str | int:
     return state["config"].get(key(path), CONFIGURATION[path][1])
 
 
-def sip_registered(state: dict[str, Any]) -> bool:
-    """Registered when SIP is on with a URI and a proxy to register with (the simulator has no SIP server)."""
-    return (config_value(state, ("SIP", "Mode")) == "On" and bool(config_value(state, ("SIP", "URI")))
-            and bool(config_value(state, ("SIP", "Proxy", "1", "Address"))))
+def sip_registration(state: dict[str, Any]) -> tuple[str, str, str]:
+    """(xStatus SIP Registration 1 Status, its Reason, SIP Proxy 1 Status), with the device's value spaces:
+    Deregister/Failed/Inactive/Registered/Registering and Active/AuthenticationFailed/Off/Timeout/..."""
+    cfg = lambda *path: config_value(state, path)  # noqa: E731
+    if cfg("SIP", "Mode") == "Off":
+        return "Inactive", "SIP is off", "Off"
+    if not cfg("SIP", "URI"):
+        return "Inactive", "No SIP URI configured", "Off"
+    if not cfg("SIP", "Proxy", "1", "Address"):
+        return "Inactive", "No proxy configured", "Off"
+    registrar = state.get("registrar", "accept")
+    if registrar == "reject":
+        return "Failed", "403 Forbidden", "AuthenticationFailed"
+    if registrar == "silent":
+        return "Failed", "Timeout: no answer from the proxy", "Timeout"
+    return "Registered", "", "Active"
+
+
+def media_entries(state: dict[str, Any], call: dict[str, Any], now: float
+                  ) -> list[tuple[tuple[str, ...], str | int, bool]]:
+    """The call's media channels (audio and main video, each way) with their Netstat counters: packets sent or
+    received and lost since the call began and over the last interval, as the network in `state["media"]`
+    makes them."""
+    media = state.get("media") or {}
+    loss = float(media.get("loss_ratio", 0.0))
+    jitter = int(media.get("jitter_ms", 1))
+    elapsed = max(0.0, now - call["started_at"])
+    video_kbps = max(64, int(call["rate"]) - AUDIO_KBPS)
+    kinds = [("Audio", AUDIO_KBPS, 50.0), ("Video", video_kbps, video_kbps * 1000 / 8 / 1200)]
+    out: list[tuple[tuple[str, ...], str | int, bool]] = []
+    number = 0
+    for kind, kbps, per_second in kinds:
+        for direction in ("Incoming", "Outgoing"):
+            number += 1
+            c = ("MediaChannels", "Call", str(call["id"]), "Channel", str(100 * call["id"] + number))
+            expected = round(per_second * elapsed)
+            lost = round(expected * loss)
+            in_interval = round(per_second * min(elapsed, NETSTAT_INTERVAL))
+            interval_lost = round(in_interval * loss)
+            if kind == "Audio":
+                out += [(c + ("Audio", "Channels"), 1, False), (c + ("Audio", "Protocol"), "Opus", False)]
+            out += [(c + ("Direction",), direction, False), (c + ("Encryption",), "On", False),
+                    (c + ("Netstat", "Bytes"), (expected - lost) * kbps * 125 // max(1, round(per_second)), False),
+                    (c + ("Netstat", "ChannelRate"), kbps * 1000, False),
+                    (c + ("Netstat", "Jitter"), jitter, False),
+                    (c + ("Netstat", "LastIntervalLost"), interval_lost, False),
+                    (c + ("Netstat", "LastIntervalReceived"), in_interval - interval_lost, False),
+                    (c + ("Netstat", "Loss"), lost, False),
+                    (c + ("Netstat", "MaxJitter"), jitter + jitter // 2, False),
+                    (c + ("Netstat", "Packets"), expected - lost, False),
+                    (c + ("Type",), kind, False)]
+            if kind == "Video":
+                out += [(c + ("Video", "ChannelRole"), "Main", False), (c + ("Video", "Protocol"), "H264", False)]
+    return out
 
 
 def status_entries(state: dict[str, Any], now: float | None = None) -> list[tuple[tuple[str, ...], str | int, bool]]:
@@ -265,19 +326,19 @@ def status_entries(state: dict[str, Any], now: float | None = None) -> list[tupl
     h323 = "Inactive" if cfg("H323", "Mode") == "Off" else ("Registered" if cfg("H323", "Gatekeeper", "Address")
                                                           else "Required")
     out.append((("H323", "Gatekeeper", "Status"), h323, False))
+    for call in state["calls"]:
+        out += media_entries(state, call, now)
     ntp_servers = [cfg("NetworkServices", "NTP", "Server", str(i), "Address") for i in (1, 2, 3)]
     ntp_servers = [s for s in ntp_servers if s]
     ntp = "Off" if cfg("NetworkServices", "NTP", "Mode") == "Off" else ("Synced" if ntp_servers else "Unknown")
     out += [(("NetworkServices", "NTP", "CurrentAddress"), ntp_servers[0] if ntp == "Synced" else "", True),
             (("NetworkServices", "NTP", "Status"), ntp, False)]
-    registered = sip_registered(state)
-    proxy = cfg("SIP", "Proxy", "1", "Address")
-    reason = "" if registered else ("SIP is off" if cfg("SIP", "Mode") == "Off" else
-                                    "No SIP URI configured" if not cfg("SIP", "URI") else "No proxy configured")
-    out += [(("SIP", "Proxy", "1", "Address"), proxy, True),
-            (("SIP", "Proxy", "1", "Status"), "Active" if registered else "Off", False),
+    registration, reason, proxy_status = sip_registration(state)
+    registered = registration == "Registered"
+    out += [(("SIP", "Proxy", "1", "Address"), cfg("SIP", "Proxy", "1", "Address"), True),
+            (("SIP", "Proxy", "1", "Status"), proxy_status, False),
             (("SIP", "Registration", "1", "Reason"), reason, True),
-            (("SIP", "Registration", "1", "Status"), "Registered" if registered else "Inactive", False),
+            (("SIP", "Registration", "1", "Status"), registration, False),
             (("SIP", "Registration", "1", "URI"), cfg("SIP", "URI") if registered else "", True)]
     software = state["software"]
     version = software["version"]
@@ -488,8 +549,8 @@ class XapiShell:
         query = path_tokens(rest)
         state = self.store.read()
         entries = [(p, v, q) for p, v, q in status_entries(state) if matches(query, p)]
-        # The calls are a node of their own even when there is none: asking for them is not an error.
-        if not entries and not (query and query[0].lower() == "call"):
+        # The calls and their media are nodes of their own even when there is none: asking is not an error.
+        if not entries and not (query and query[0].lower() in ("call", "mediachannels")):
             return self._error("Status", Refused(NO_MATCH, xpath("Status", query)))
         if self.mode == "json":
             return self._end(self._json({"Status": self._tree((p, v) for p, v, _q in entries)}))

@@ -155,6 +155,17 @@ class Timing:
 
 
 @dataclass(frozen=True)
+class Health:
+    """What the probes read of an endpoint each step, in common terms; None where the device does not tell."""
+
+    registered: bool | None  # registered with its SIP registrar (or call manager)
+    in_call: bool | None
+    call_loss_ratio: float | None = None  # 0..1, packets lost on the incoming media of the current call
+    call_jitter: float | None = None  # seconds, the worst incoming media channel's jitter
+    registration: str = ""  # the device's own word for the registration state ("Registered", "Failed" ...)
+
+
+@dataclass(frozen=True)
 class Change:
     """What apply_config changed (or would change, in check mode): before and after of the changed keys only,
     in the shape Ansible shows as a diff."""
@@ -178,6 +189,15 @@ class DeviceProfile(ABC):
     def status(self) -> dict[str, Any]:
         """The device's state in common terms: software_version, uptime_seconds, sip_registration ("Registered"
         when registered), active_calls, calls, ntp_status, product, serial."""
+
+    def health(self) -> Health:
+        """Registration, call and the call's media quality, as cheaply as the device allows. This default reads
+        status(); a profile whose device reports its media statistics overrides it to add the call's loss and
+        jitter."""
+        status = self.status()
+        word = str(status.get("sip_registration") or "")
+        return Health(registered=word == "Registered" if word not in ("", "Unknown") else None,
+                      in_call=int(status.get("active_calls") or 0) > 0, registration=word)
 
     @abstractmethod
     def get_config(self, path: str = "") -> dict[str, str]:

@@ -6,8 +6,18 @@ from __future__ import annotations
 
 import pytest
 
-from app.devices.profile import DeviceError, DeviceRefused, NotSupported, profile_class, supported_vendors
-from app.devices.vendors.cisco import CiscoXapi, flatten, native_settings, quote
+from app.devices.profile import (
+    DeviceError,
+    DeviceLogin,
+    DeviceProfile,
+    DeviceRefused,
+    Health,
+    NotSupported,
+    Target,
+    profile_class,
+    supported_vendors,
+)
+from app.devices.vendors.cisco import CiscoXapi, flatten, media_quality, native_settings, quote
 from simulators.cisco_xapi import StateStore
 
 PROVINCE = {
@@ -140,3 +150,81 @@ def test_ntp_servers_may_come_as_a_list_or_as_comma_separated_text():
     assert native_settings({"ntp_servers": "ntp1.tuyenquang.vn, ntp2.tuyenquang.vn"}) == as_list
     assert as_list["NetworkServices NTP Server 3 Address"] == ""
     assert native_settings({"ntp_servers": []})["NetworkServices NTP Mode"] == "Auto"
+
+
+SIP_SET = {"SIP URI": "xa.langcan@tuyenquang.vn", "SIP Proxy 1 Address": "sip.tuyenquang.vn"}
+
+
+def _age_calls(device, seconds: float) -> None:
+    with StateStore(device.state_path).edit() as state:
+        for call in state["calls"]:
+            call["started_at"] -= seconds
+
+
+def test_health_tells_registered_and_idle_without_call_figures(piped_device):
+    health = piped_device(config=SIP_SET).health()
+    assert health == Health(registered=True, in_call=False, call_loss_ratio=None, call_jitter=None,
+                            registration="Registered")
+
+
+@pytest.mark.parametrize(("state", "word"), [({"config": SIP_SET, "registrar": "reject"}, "Failed"),
+                                             ({}, "Inactive")])
+def test_health_tells_an_endpoint_that_is_not_registered_with_the_device_word(piped_device, state, word):
+    health = piped_device(**state).health()
+    assert (health.registered, health.registration) == (False, word)
+
+
+def test_health_in_a_call_reports_the_loss_and_jitter_of_the_incoming_media(piped_device):
+    device = piped_device(config=SIP_SET, loss_ratio=0.08, jitter_ms=35)
+    device.command("Dial", Number="tinh@tuyenquang.vn", CallRate=1920)
+    _age_calls(device, 30)
+    health = device.health()
+    assert health.registered and health.in_call
+    assert health.call_loss_ratio == pytest.approx(0.08, abs=0.005)
+    assert health.call_jitter == pytest.approx(0.035)
+    device.command("Call Disconnect")
+    assert device.health().in_call is False
+
+
+def test_media_quality_prefers_the_last_interval_and_ignores_outgoing_channels():
+    incoming = {"Direction": "Incoming", "Netstat Loss": "900", "Netstat Packets": "100", "Netstat Jitter": "12",
+                "Netstat LastIntervalLost": "1", "Netstat LastIntervalReceived": "99"}
+    outgoing = {"Direction": "Outgoing", "Netstat Jitter": "80", "Netstat LastIntervalLost": "50",
+                "Netstat LastIntervalReceived": "50"}
+    flat = {f"MediaChannels Call 1 Channel {n} {name}": value
+            for n, fields in ((7, incoming), (8, outgoing)) for name, value in fields.items()}
+    assert media_quality(flat) == (pytest.approx(0.01), pytest.approx(0.012))
+    assert media_quality({}) == (None, None)
+
+
+class OtherVendor(DeviceProfile):
+    """A second vendor written with status() only, as a new profile module would start."""
+
+    vendor = "Other"
+
+    def status(self):
+        return {"sip_registration": "Registered", "active_calls": 1}
+
+    def get_config(self, path=""):
+        return {}
+
+    def apply_config(self, desired, check=False):
+        raise NotSupported("no")
+
+    def command(self, name, **params):
+        return {}
+
+    def reboot(self):
+        pass
+
+    def upgrade_software(self, url, checksum=""):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_a_second_vendor_gets_health_from_its_status_without_writing_more():
+    health = OtherVendor(Target("192.0.2.1"), DeviceLogin("admin", password="x"), None).health()
+    assert (health.registered, health.in_call, health.call_loss_ratio, health.registration) == (
+        True, True, None, "Registered")

@@ -156,3 +156,40 @@ def test_two_sessions_see_one_device(store):
 ])
 def test_the_version_is_read_from_the_upgrade_file_name(url, version):
     assert cisco_xapi.version_from_url(url) == version
+
+
+@pytest.mark.parametrize(("registrar", "status", "reason", "proxy"), [
+    ("accept", "Registered", "", "Active"),
+    ("reject", "Failed", "403 Forbidden", "AuthenticationFailed"),
+    ("silent", "Failed", "Timeout: no answer from the proxy", "Timeout"),
+])
+def test_the_registration_shows_how_the_registrar_answered(tmp_path, registrar, status, reason, proxy):
+    store = StateStore(tmp_path / "xapi.json")
+    store.write(new_state(registrar=registrar, config={"SIP URI": "xa.langcan@tuyenquang.vn",
+                                                       "SIP Proxy 1 Address": "sip.tuyenquang.vn"}))
+    out = shell(store).handle("xStatus SIP").text
+    assert f"*s SIP Registration 1 Status: {status}" in out
+    assert f'*s SIP Registration 1 Reason: "{reason}"' in out
+    assert f"*s SIP Proxy 1 Status: {proxy}" in out
+
+
+def test_a_call_reports_its_media_channels_with_the_loss_and_jitter_of_the_network(store):
+    sh = shell(store)
+    assert sh.handle("xStatus MediaChannels").text == "** end\n\nOK\n"  # no call: nothing, not an error
+    sh.handle('xCommand Dial Number: "tinh@tuyenquang.vn" CallRate: 1024')
+    with store.edit() as state:
+        state["calls"][0]["started_at"] -= 60  # a minute into the call
+        state["media"] = {"loss_ratio": 0.1, "jitter_ms": 25}
+    sh.handle("xPreferences OutputMode JSON")
+    channels = json_body(sh.handle("xStatus MediaChannels Call").text)["Status"]["MediaChannels"]["Call"][0]["Channel"]
+    kinds = sorted((c["Type"]["Value"], c["Direction"]["Value"]) for c in channels)
+    assert kinds == [("Audio", "Incoming"), ("Audio", "Outgoing"), ("Video", "Incoming"), ("Video", "Outgoing")]
+    audio_in = next(c for c in channels if c["Type"]["Value"] == "Audio" and c["Direction"]["Value"] == "Incoming")
+    netstat = {name: int(value["Value"]) for name, value in audio_in["Netstat"].items()}
+    assert netstat["Jitter"] == 25
+    expected = netstat["Packets"] + netstat["Loss"]
+    assert 50 * 60 <= expected <= 50 * 62  # 50 audio packets a second for the minute (and this test's moments)
+    assert netstat["Loss"] == round(expected * 0.1)
+    assert (netstat["LastIntervalLost"], netstat["LastIntervalReceived"]) == (25, 225)
+    sh.handle("xCommand Call Disconnect")
+    assert json_body(sh.handle("xStatus MediaChannels").text) == {"Status": {}}

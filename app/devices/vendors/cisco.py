@@ -21,6 +21,7 @@ from app.devices.profile import (
     DeviceError,
     DeviceProfile,
     DeviceRefused,
+    Health,
     HostKeyPolicy,
     Login,
     NotSupported,
@@ -46,6 +47,8 @@ SIMPLE_SETTINGS = {
     "call_rate_kbps": "Conference DefaultCall Rate",
 }
 NTP_SERVERS = 3
+# xStatus Call [n] Status values in which the room is in a call (media flows or is held).
+IN_CALL = {"Connected", "OnHold", "EarlyMedia", "Preserved", "RemotePreserved"}
 
 
 class Connection(Protocol):
@@ -125,6 +128,42 @@ def flatten(node: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[str, str
         elif name != "status":
             flat[" ".join((*prefix, name))] = str(value)
     return flat
+
+
+def media_quality(flat: dict[str, str]) -> tuple[float | None, float | None]:
+    """From `xStatus MediaChannels Call` (flattened): the loss ratio over the incoming channels and the worst
+    incoming jitter in seconds. The device counts each channel's packets received and lost over its last
+    interval (about 5 s) and since the call began; the last interval tells how the call is now, so it is
+    preferred, the totals serve when a channel has not finished an interval yet."""
+    channels: dict[tuple[str, str], dict[str, str]] = {}
+    for path, value in flat.items():
+        words = path.split(" ")
+        if len(words) >= 6 and words[:2] == ["MediaChannels", "Call"] and words[3] == "Channel":
+            channels.setdefault((words[2], words[4]), {})[" ".join(words[5:])] = value
+    lost = received = 0
+    jitters: list[float] = []
+    for fields in channels.values():
+        if fields.get("Direction") != "Incoming":
+            continue
+        interval = _number(fields.get("Netstat LastIntervalLost")), _number(fields.get("Netstat LastIntervalReceived"))
+        totals = _number(fields.get("Netstat Loss")), _number(fields.get("Netstat Packets"))
+        for channel_lost, channel_received in (interval, totals):
+            if channel_lost is not None and channel_received is not None and channel_lost + channel_received > 0:
+                lost += int(channel_lost)
+                received += int(channel_received)
+                break
+        jitter = _number(fields.get("Netstat Jitter"))
+        if jitter is not None:
+            jitters.append(jitter / 1000)  # the device reports milliseconds (RFC 3550 interarrival jitter)
+    ratio = lost / (lost + received) if lost + received else None
+    return ratio, (max(jitters) if jitters else None)
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
 
 
 class XapiSession:
@@ -230,10 +269,7 @@ class CiscoXapi(DeviceProfile):
         unit = self.status_values("SystemUnit")
         sip = self.status_values("SIP Registration")
         ntp = self.status_values("NetworkServices NTP")
-        calls: dict[str, dict[str, str]] = {}
-        for path, value in self.status_values("Call").items():
-            _call, call_id, name = path.split(" ", 2)
-            calls.setdefault(call_id, {})[name] = value
+        calls = self._calls()
         return {
             "vendor": self.vendor,
             "product": unit.get("SystemUnit ProductId", ""),
@@ -248,6 +284,29 @@ class CiscoXapi(DeviceProfile):
             "calls": [{"id": int(call_id), "remote": c.get("RemoteNumber", ""), "status": c.get("Status", ""),
                        "rate_kbps": int(c.get("TransmitCallRate", "0") or 0)} for call_id, c in calls.items()],
         }
+
+    def _calls(self) -> dict[str, dict[str, str]]:
+        """xStatus Call as {call id: {"Status": ..., "RemoteNumber": ...}}."""
+        calls: dict[str, dict[str, str]] = {}
+        for path, value in self.status_values("Call").items():
+            _call, call_id, name = path.split(" ", 2)
+            calls.setdefault(call_id, {})[name] = value
+        return calls
+
+    def health(self) -> Health:
+        """Two requests when idle (registration, calls), three in a call (its media channels' Netstat)."""
+        registrations = {path: value for path, value in self.status_values("SIP Registration").items()
+                         if path.endswith(" Status")}
+        words = [registrations[path] for path in sorted(registrations)]
+        in_call = any(call.get("Status") in IN_CALL for call in self._calls().values())
+        loss = jitter = None
+        if in_call:
+            try:
+                loss, jitter = media_quality(self.status_values("MediaChannels Call"))
+            except DeviceRefused:  # software without these statistics: registration and call still count
+                loss = jitter = None
+        return Health(registered=("Registered" in words) if words else None, in_call=in_call,
+                      call_loss_ratio=loss, call_jitter=jitter, registration=words[0] if words else "")
 
     # ---------------------------------------------------------------- changing
 
