@@ -116,10 +116,17 @@ def sweep_document_files() -> None:
 
 @huey.periodic_task(crontab(minute="*"))
 def reap_lost_jobs() -> None:
-    """Jobs whose worker died are marked lost, after their ansible-playbook process group is ended."""
+    """Jobs whose worker died are marked lost: running ones after their ansible-playbook process group is
+    ended, queued ones that a dead worker had taken off the queue before starting them."""
     from app.provisioning.runner import reap_in_worker
+    from app.provisioning.service import reap_lost_claims
 
-    _in_app(reap_in_worker)
+    def reap() -> None:
+        reap_in_worker()
+        with commit_scope() as session:
+            reap_lost_claims(session)
+
+    _in_app(reap)
 
 
 @huey.periodic_task(crontab(minute="*"))

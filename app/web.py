@@ -92,6 +92,7 @@ def _register_blueprints(app: Flask) -> None:
     from app.provisioning import routes as jobs_routes
     from app.provisioning.backup_routes import bp as backups_bp
     from app.provisioning.firmware_routes import bp as firmware_bp
+    from app.provisioning.guard_routes import bp as guard_bp
     from app.provisioning.schedule_routes import bp as schedules_bp
     from app.sites import api as sites_api
     from app.sites import routes as sites_routes
@@ -106,6 +107,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(schedules_bp)
     app.register_blueprint(backups_bp)
     app.register_blueprint(firmware_bp)
+    app.register_blueprint(guard_bp)
     app.register_blueprint(devices_routes.bp)
     app.register_blueprint(monitoring_routes.bp)
     app.register_blueprint(webmetrics.bp)

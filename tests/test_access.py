@@ -108,6 +108,14 @@ EXPECTED["backups.endpoint_versions GET"] = EXPECTED["backups.show GET"] = JOBS_
 for _key in ("firmware.image_list GET", "firmware.image_show GET", "firmware.image_download GET"):
     EXPECTED[_key] = JOBS_VIEW
 EXPECTED["firmware.upload GET"] = EXPECTED["firmware.upload POST"] = JOBS_LAUNCH
+# The meeting guard of a template, bridges' backups, the templates' and schedules' API.
+EXPECTED["guard.template_guard GET"] = EXPECTED["guard.template_guard POST"] = JOBS_LAUNCH
+EXPECTED["backups.index GET"] = EXPECTED["backups.bridge_versions GET"] = JOBS_VIEW
+EXPECTED["api_job-templates.item GET"] = JOBS_VIEW
+EXPECTED["api_job-templates.item PATCH"] = JOBS_LAUNCH
+EXPECTED["api_job-schedules.collection GET"] = EXPECTED["api_job-schedules.item GET"] = JOBS_VIEW
+for _key in ("api_job-schedules.collection POST", "api_job-schedules.item PATCH", "api_job-schedules.item DELETE"):
+    EXPECTED[_key] = JOBS_LAUNCH
 
 # Monitoring: every staff member sees the board; operators acknowledge incidents; Alertmanager posts with an
 # operator's token.

@@ -1,8 +1,10 @@
-"""The jobs' JSON API under /api/v1: launch (202 with the job's address), follow, cancel, relaunch; templates.
+"""The jobs' JSON API under /api/v1: launch (202 with the job's address), follow, cancel, relaunch; templates with
+their meeting-window guard settings; the schedules that launch templates.
 
 Thin views as in app.sites.api: the schemas parse, app.provisioning.service does the work, the request's
 commit point commits, and the run happens on a worker afterwards. A client follows a job by reading
-GET /api/v1/jobs/<id>/events?after=<last seq> until `finished` is true.
+GET /api/v1/jobs/<id>/events?after=<last seq> until `finished` is true. Templates and schedules are changed
+by those who may launch jobs (and only those templates they may launch themselves).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from app.api import ApiBlueprint
 from app.auth.permissions import require
 from app.db import db
 from app.pagination import paginate
-from app.provisioning import schemas, service
-from app.provisioning.models import Job
+from app.provisioning import guard, schedules, schemas, service
+from app.provisioning.models import Job, JobTemplate
+from app.provisioning.schedule_models import JobSchedule
 
 Args = dict[str, Any]
 
@@ -27,7 +30,10 @@ jobs = ApiBlueprint("jobs", "Jobs: playbook runs on the task queue, followed liv
 # The events are a list that takes a query (after=); their blueprint has a name of its own, under /jobs.
 events = ApiBlueprint("job_events", "The events of a job, in order.")
 events.url_prefix = "/api/v1/jobs"
-templates = ApiBlueprint("job-templates", "Job templates: the playbooks technicians may launch.")
+templates = ApiBlueprint("job-templates", "Job templates: the playbooks technicians may launch, and how the "
+                                          "meeting-window guard treats their runs.")
+job_schedules = ApiBlueprint("job-schedules", "Schedules: templates launched at the times of a cron expression "
+                                              "read in local time (Asia/Ho_Chi_Minh), as the schedule's owner.")
 
 
 def _accepted(job: Job) -> tuple[Job, int, dict[str, str]]:
@@ -109,8 +115,81 @@ class TemplateCollection(MethodView):
     @require("jobs.view")
     @templates.response(200, schemas.TemplateList)
     def get(self) -> Args:
-        """The job templates."""
+        """The job templates, with their guard settings."""
+        guard.load_template_guards(db.session)
         return {"items": service.list_templates(db.session)}
 
 
-blueprints: list[Blueprint] = [jobs, events, templates]
+@templates.route("/<int:template_id>", endpoint="item")
+class TemplateItem(MethodView):
+    @require("jobs.view")
+    @templates.response(200, schemas.TemplateOut)
+    @templates.fails(404)
+    def get(self, template_id: int) -> JobTemplate:
+        """A job template, with its guard settings."""
+        return service.get_template(db.session, template_id)
+
+    @require("jobs.launch")
+    @templates.arguments(schemas.TemplatePatch)
+    @templates.response(200, schemas.TemplateOut)
+    @templates.fails(404, 409, 422)
+    def patch(self, data: Args, template_id: int) -> JobTemplate:
+        """Change the fields given, guard settings included (403 for a template one may not launch)."""
+        return service.change_template(db.session, service.get_template(db.session, template_id), data,
+                                       current_user)
+
+
+# ---------------------------------------------------------------- schedules
+
+@job_schedules.route("", endpoint="collection")
+class ScheduleCollection(MethodView):
+    @require("jobs.view")
+    @job_schedules.arguments(schemas.ScheduleQuery, location="query")
+    @job_schedules.response(200, schemas.SchedulePage)
+    @job_schedules.fails(422)
+    def get(self, args: Args) -> Args:
+        """The schedules, by template name: of one template, enabled or not."""
+        stmt = schedules.schedule_query(args.get("template_id"), args.get("enabled"))
+        return paginate(stmt, args["page"], args["page_size"], unique=True).as_api()
+
+    @require("jobs.launch")
+    @job_schedules.arguments(schemas.ScheduleCreate)
+    @job_schedules.response(201, schemas.ScheduleOut)
+    @job_schedules.fails(409, 422)
+    def post(self, data: Args) -> tuple[JobSchedule, int, dict[str, str]]:
+        """Schedule a template, owned by the caller (who must be allowed to launch it); a bad cron expression is
+        refused naming the field."""
+        schedule = schedules.save_schedule(db.session, data, current_user)
+        return schedule, 201, {"Location": url_for("api_job-schedules.item", schedule_id=schedule.id)}
+
+
+@job_schedules.route("/<int:schedule_id>", endpoint="item")
+class ScheduleItem(MethodView):
+    @require("jobs.view")
+    @job_schedules.response(200, schemas.ScheduleOut)
+    @job_schedules.fails(404)
+    def get(self, schedule_id: int) -> JobSchedule:
+        """A schedule: when it runs next (UTC) and how its last run went."""
+        return schedules.get_schedule(db.session, schedule_id)
+
+    @require("jobs.launch")
+    @job_schedules.arguments(schemas.SchedulePatch)
+    @job_schedules.response(200, schemas.ScheduleOut)
+    @job_schedules.fails(404, 409, 422)
+    def patch(self, data: Args, schedule_id: int) -> JobSchedule:
+        """Change the fields given; `enabled` switches it on (counting from now) or off. The next run is
+        counted again from now."""
+        schedule = schedules.get_schedule(db.session, schedule_id)
+        if set(data) == {"enabled"}:
+            return schedules.set_enabled(db.session, schedule, data["enabled"], current_user)
+        return schedules.save_schedule(db.session, data, current_user, schedule)
+
+    @require("jobs.launch")
+    @job_schedules.response(204)
+    @job_schedules.fails(404)
+    def delete(self, schedule_id: int) -> None:
+        """Delete a schedule (the jobs it launched stay)."""
+        schedules.delete_schedule(db.session, schedules.get_schedule(db.session, schedule_id), current_user)
+
+
+blueprints: list[Blueprint] = [jobs, events, templates, job_schedules]

@@ -35,6 +35,7 @@ from app.sites.models import Site
 
 log = logging.getLogger(__name__)
 MIN_REASON = 10
+MAX_EXPECTED_MINUTES = 1440  # a day: the longest window a job's run is checked against
 
 
 @dataclass(frozen=True)
@@ -69,18 +70,42 @@ def template_guard(session: so.Session, template: JobTemplate) -> TemplateGuard:
                                      expected_minutes=DEFAULT_EXPECTED_MINUTES)
 
 
-def save_template_guard(session: so.Session, template: JobTemplate, changes_equipment: bool,
-                        expected_minutes: int) -> TemplateGuard:
-    if not isinstance(expected_minutes, int) or not 1 <= expected_minutes <= 1440:
-        raise Invalid(_("The expected duration must be 1 to 1440 minutes."),
-                      {"expected_minutes": [_("1 to 1440 minutes.")]})
+def load_template_guards(session: so.Session) -> None:
+    """Read every template's guard settings at once, so that template_guard() of a list of templates finds them
+    in the session instead of asking the database once per template."""
+    session.scalars(sa.select(TemplateGuard)).all()
+
+
+def save_template_guard(session: so.Session, template: JobTemplate, changes_equipment: bool | None = None,
+                        expected_minutes: int | None = None) -> TemplateGuard:
+    """Change the template's guard settings given (None keeps the stored one, or the default); audited, since
+    they decide whether a job may run during a meeting."""
+    problems: dict[str, list[str]] = {}
+    if changes_equipment is not None and not isinstance(changes_equipment, bool):
+        problems["changes_equipment"] = [_("Yes or no (true or false).")]
+    if expected_minutes is not None and (isinstance(expected_minutes, bool) or not isinstance(expected_minutes, int)
+                                         or not 1 <= expected_minutes <= MAX_EXPECTED_MINUTES):
+        problems["expected_minutes"] = [_("A whole number of minutes from 1 to 1440 (24 hours).")]
+    if problems:
+        raise Invalid(_("The expected duration must be 1 to 1440 minutes.") if "expected_minutes" in problems
+                      else _("Say whether the template changes equipment."), problems)
+    current = template_guard(session, template)
+    before = {"changes_equipment": current.changes_equipment, "expected_minutes": current.expected_minutes}
     settings = session.get(TemplateGuard, template.id)
     if settings is None:
-        settings = TemplateGuard(template_id=template.id)
+        settings = TemplateGuard(template_id=template.id, changes_equipment=current.changes_equipment,
+                                 expected_minutes=current.expected_minutes)
         session.add(settings)
-    settings.changes_equipment = bool(changes_equipment)
-    settings.expected_minutes = expected_minutes
+    if changes_equipment is not None:
+        settings.changes_equipment = changes_equipment
+    if expected_minutes is not None:
+        settings.expected_minutes = expected_minutes
     session.flush()
+    after = {"changes_equipment": settings.changes_equipment, "expected_minutes": settings.expected_minutes}
+    if after != before:
+        audit.record(session, "update", "TemplateGuard", str(template.id),
+                     f"{template.name}: changes equipment {after['changes_equipment']}, "
+                     f"{after['expected_minutes']} min", after={"before": before, **after})
     return settings
 
 

@@ -92,7 +92,12 @@ def schedule_edit(schedule_id: int) -> ResponseReturnValue:
 
 def _switch(schedule_id: int, enabled: bool) -> ResponseReturnValue:
     schedule = schedules.get_schedule(db.session, schedule_id)
-    schedules.set_enabled(db.session, schedule, enabled)
+    try:
+        schedules.set_enabled(db.session, schedule, enabled, current_user)
+    except DomainError as error:
+        db.session.rollback()
+        flash(error.message, "error")
+        return redirect(url_for(".schedule_list"))
     flash(_("Schedule of %(name)s enabled.", name=schedule.template.name) if enabled
           else _("Schedule of %(name)s disabled.", name=schedule.template.name), "success")
     return redirect(url_for(".schedule_list"))
@@ -115,6 +120,11 @@ def schedule_disable(schedule_id: int) -> ResponseReturnValue:
 def schedule_delete(schedule_id: int) -> ResponseReturnValue:
     schedule = schedules.get_schedule(db.session, schedule_id)
     name = schedule.template.name
-    schedules.delete_schedule(db.session, schedule)
+    try:
+        schedules.delete_schedule(db.session, schedule, current_user)
+    except DomainError as error:
+        db.session.rollback()
+        flash(error.message, "error")
+        return redirect(url_for(".schedule_list"))
     flash(_("Schedule of %(name)s deleted.", name=name), "success")
     return redirect(url_for(".schedule_list"))

@@ -18,9 +18,10 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from flask import current_app
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from app.auth import audit
 from app.auth.models import User
@@ -41,13 +42,36 @@ def local_zone() -> ZoneInfo:
 
 # ---------------------------------------------------------------- cron expressions
 
+# Each field of a cron expression, with the values it takes (names of months and days are accepted too).
+CRON_FIELDS = (("minute", _l("minute"), "0-59"), ("hour", _l("hour"), "0-23"),
+               ("day", _l("day of the month"), "1-31"), ("month", _l("month"), "1-12"),
+               ("weekday", _l("day of the week"), _l("0-7 (0 and 7: Sunday)")))
+
+
 def clean_cron(expression: str | None) -> str:
-    """Five fields (minute hour day-of-month month day-of-week), as cron reads them; Invalid otherwise."""
+    """Five fields (minute hour day-of-month month day-of-week), as cron reads them, that name at least one
+    time; Invalid otherwise, saying which field is wrong."""
     expression = " ".join(str(expression or "").split())
-    if len(expression.split(" ")) != 5 or not croniter.is_valid(expression):
-        raise Invalid(_("%(cron)s is not a cron expression of five fields.", cron=expression[:100] or "''"),
-                      {"cron": [_("Minute, hour, day of the month, month, day of the week; e.g. 0 2 * * * "
-                                  "for 02:00 every night.")]})
+    hint = {"cron": [_("Minute, hour, day of the month, month, day of the week; e.g. 0 2 * * * for 02:00 every "
+                       "night.")]}
+    parts = expression.split(" ") if expression else []
+    if len(parts) != 5:
+        raise Invalid(_("%(cron)s is not a cron expression of five fields (it has %(n)s).",
+                        cron=expression[:100] or "''", n=len(parts)), hint)
+    if not croniter.is_valid(expression):
+        for index, (_key, label, values) in enumerate(CRON_FIELDS):
+            alone = ["*"] * 5
+            alone[index] = parts[index]
+            if not croniter.is_valid(" ".join(alone)):
+                raise Invalid(_("%(cron)s is not a valid cron expression: the %(field)s field %(value)s is not "
+                                "one of %(values)s.", cron=expression[:100], field=str(label),
+                                value=parts[index][:30], values=str(values)), hint)
+        raise Invalid(_("%(cron)s is not a valid cron expression.", cron=expression[:100]), hint)
+    try:
+        croniter(expression, dt.datetime(2000, 1, 1, tzinfo=dt.UTC)).get_next(dt.datetime)
+    except CroniterBadDateError:  # e.g. 0 2 30 2 *: valid fields, but no such day
+        raise Invalid(_("%(cron)s never happens: no date has that day in that month.", cron=expression[:100]),
+                      hint) from None
     return expression
 
 
@@ -60,10 +84,20 @@ def next_run(expression: str, after: dt.datetime, zone: ZoneInfo | None = None) 
 
 # ---------------------------------------------------------------- saving
 
+def schedule_query(template_id: int | None = None, enabled: bool | None = None) -> sa.Select[tuple[JobSchedule]]:
+    """The schedules, by template name; of one template, or only the enabled (or disabled) ones."""
+    stmt = (sa.select(JobSchedule).join(JobTemplate)
+            .options(so.joinedload(JobSchedule.template), so.joinedload(JobSchedule.created_by))
+            .order_by(JobTemplate.name, JobSchedule.id))
+    if template_id is not None:
+        stmt = stmt.where(JobSchedule.template_id == template_id)
+    if enabled is not None:
+        stmt = stmt.where(JobSchedule.enabled.is_(enabled))
+    return stmt
+
+
 def list_schedules(session: so.Session) -> list[JobSchedule]:
-    return list(session.scalars(sa.select(JobSchedule).join(JobTemplate)
-                                .options(so.joinedload(JobSchedule.template), so.joinedload(JobSchedule.created_by))
-                                .order_by(JobTemplate.name, JobSchedule.id)))
+    return list(session.scalars(schedule_query()))
 
 
 def get_schedule(session: so.Session, schedule_id: int) -> JobSchedule:
@@ -98,6 +132,11 @@ def save_schedule(session: so.Session, data: dict[str, Any], user: User, schedul
                           {"template_id": [_("Not a template.")]})
     template = session.get(JobTemplate, values.get("template_id", schedule.template_id if schedule else None))
     owner = user if schedule is None or schedule.created_by is None else schedule.created_by
+    if schedule is not None:
+        _check_may_manage(schedule, user)
+    if template is not None and not service.may_launch(template, user):
+        raise Forbidden(_("Your role may not launch the template %(name)s, so it may not schedule it.",
+                          name=template.name))
     if template is not None and not service.may_launch(template, owner):
         raise Forbidden(_("%(user)s may not launch the template %(name)s, so cannot schedule it.",
                           user=owner.email, name=template.name))
@@ -128,9 +167,19 @@ def save_schedule(session: so.Session, data: dict[str, Any], user: User, schedul
     return schedule
 
 
-def set_enabled(session: so.Session, schedule: JobSchedule, enabled: bool,
+def _check_may_manage(schedule: JobSchedule, user: User | None) -> None:
+    """Someone who may not launch a schedule's template may not change it either: editing another user's
+    schedule would otherwise run that template, in that user's name, with a limit of one's choosing."""
+    if user is not None and not service.may_launch(schedule.template, user):
+        raise Forbidden(_("Your role may not launch the template %(name)s, so it may not change its schedules.",
+                          name=schedule.template.name))
+
+
+def set_enabled(session: so.Session, schedule: JobSchedule, enabled: bool, user: User | None = None,
                 now: dt.datetime | None = None) -> JobSchedule:
-    """Enable (the next run is counted from now: runs missed while disabled are not made up) or disable."""
+    """Enable (the next run is counted from now: runs missed while disabled are not made up) or disable.
+    `user`: who asks (None: the app itself)."""
+    _check_may_manage(schedule, user)
     schedule.enabled = bool(enabled)
     schedule.next_run_at = next_run(schedule.cron, now or utcnow()) if enabled else None
     session.flush()
@@ -139,7 +188,8 @@ def set_enabled(session: so.Session, schedule: JobSchedule, enabled: bool,
     return schedule
 
 
-def delete_schedule(session: so.Session, schedule: JobSchedule) -> None:
+def delete_schedule(session: so.Session, schedule: JobSchedule, user: User | None = None) -> None:
+    _check_may_manage(schedule, user)
     audit.record(session, "delete", "JobSchedule", str(schedule.id), f"{schedule.template.name}: {schedule.cron}")
     session.delete(schedule)
     session.flush()

@@ -1,11 +1,18 @@
-"""Schemas of the jobs' JSON API: launching (what a launch may send), jobs, their events, templates."""
+"""Schemas of the jobs' JSON API: launching (what a launch may send), jobs, their events, templates with their
+meeting-window guard settings, and the schedules that launch templates."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
+from flask import current_app
+from flask_babel import lazy_gettext as _l
 from marshmallow import fields, validate
 
-from app.provisioning.models import JobState
+from app.db import db
+from app.provisioning import guard
+from app.provisioning.models import JobState, JobTemplate
 from app.sites.schemas import MAX_PAGE_SIZE, Input, UTCDateTime, page_of
 
 
@@ -101,6 +108,17 @@ class EventPage(ma.Schema):
     finished = fields.Boolean(metadata={"description": "The job has ended: no more events will come."})
 
 
+def _guard(template: JobTemplate) -> Any:
+    # The settings live in a table of their own (absent: the defaults); list views load them all first.
+    return guard.template_guard(db.session, template)
+
+
+_EXPECTED_MINUTES = {"description": "How long a run is expected to take, 1 to 1440 minutes: the guard refuses a "
+                                    "run whose window (now to now + this) meets a meeting at one of its sites."}
+_CHANGES_EQUIPMENT = {"description": "Whether a run changes equipment; false for read-only playbooks (backups, "
+                                     "readiness checks), which may run during meetings."}
+
+
 class TemplateOut(ma.Schema):
     id = fields.Integer()
     name = fields.String()
@@ -112,7 +130,89 @@ class TemplateOut(ma.Schema):
     launch_roles = fields.List(fields.String())
     check_allowed = fields.Boolean()
     credential_id = fields.Integer(allow_none=True)
+    changes_equipment = fields.Function(lambda t: _guard(t).changes_equipment,
+                                        metadata={"type": "boolean", **_CHANGES_EQUIPMENT})
+    expected_minutes = fields.Function(lambda t: _guard(t).expected_minutes,
+                                       metadata={"type": "integer", **_EXPECTED_MINUTES})
 
 
 class TemplateList(ma.Schema):
     items = fields.List(fields.Nested(TemplateOut))
+
+
+class TemplatePatch(Input):
+    """The template's fields to change; the others stay. Lengths mirror the columns."""
+
+    name = fields.String(validate=validate.Length(1, 100))
+    description = fields.String(validate=validate.Length(max=500))
+    playbook = fields.String(validate=validate.Length(1, 200), metadata={
+        "description": "A playbook file of this installation's playbook folder."})
+    default_limit = fields.String(validate=validate.Length(max=500))
+    tags = fields.String(validate=validate.Length(max=500))
+    extra_vars = fields.Dict(keys=fields.String())
+    launch_roles = fields.List(fields.String(), metadata={"description": "Roles that may launch it."})
+    check_allowed = fields.Boolean()
+    credential_id = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1))
+    # Meeting-window guard (issue 4).
+    changes_equipment = fields.Boolean(metadata=_CHANGES_EQUIPMENT)
+    expected_minutes = fields.Integer(strict=True, metadata=_EXPECTED_MINUTES, validate=validate.Range(
+        1, guard.MAX_EXPECTED_MINUTES, error=_l("A whole number of minutes from 1 to 1440 (24 hours).")))
+
+
+
+# ---------------------------------------------------------------- schedules
+
+_CRON = {"description": "Five fields (minute hour day-of-month month day-of-week) read in the local time zone "
+                        "(Asia/Ho_Chi_Minh): \"0 2 * * *\" is 02:00 local every night."}
+_OPTIONAL_LIMIT = {"description": "Host pattern; null or empty: the template's default limit, as it is when the "
+                                  "schedule runs."}
+_OPTIONAL_TAGS = {"description": "Comma-separated tags; null or empty: the template's."}
+
+
+class SchedulePatch(Input):
+    template_id = fields.Integer(strict=True, validate=validate.Range(min=1))
+    cron = fields.String(validate=validate.Length(max=100), metadata=_CRON)
+    limit = fields.String(allow_none=True, validate=validate.Length(max=500), metadata=_OPTIONAL_LIMIT)
+    tags = fields.String(allow_none=True, validate=validate.Length(max=500), metadata=_OPTIONAL_TAGS)
+    extra_vars = fields.Dict(keys=fields.String(), metadata={
+        "description": "Variables laid over the template's; names starting with ansible_ or vcops_ are refused."})
+    enabled = fields.Boolean(metadata={"description": "A disabled schedule does not run; enabling it counts "
+                                                      "the next run from now (missed runs are not made up)."})
+
+
+class ScheduleCreate(SchedulePatch):
+    template_id = fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
+    cron = fields.String(required=True, validate=validate.Length(max=100), metadata=_CRON)
+
+
+class ScheduleQuery(Input):
+    template_id = fields.Integer(validate=validate.Range(min=1))
+    enabled = fields.Boolean()
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page_size = fields.Integer(load_default=50, validate=validate.Range(1, MAX_PAGE_SIZE))
+
+
+class ScheduleOut(ma.Schema):
+    id = fields.Integer()
+    template_id = fields.Integer()
+    template_name = fields.String(attribute="template.name")
+    cron = fields.String(metadata=_CRON)
+    timezone = fields.Function(lambda _s: current_app.config["TIMEZONE"], metadata={
+        "type": "string", "description": "The time zone the cron expression is read in."})
+    limit = fields.String(allow_none=True, metadata=_OPTIONAL_LIMIT)
+    tags = fields.String(allow_none=True, metadata=_OPTIONAL_TAGS)
+    extra_vars = fields.Dict()
+    enabled = fields.Boolean()
+    next_run_at = UTCDateTime(allow_none=True, metadata={
+        "description": "When it runs next (UTC, ISO 8601); null while disabled."})
+    last_run_at = UTCDateTime(allow_none=True)
+    last_outcome = fields.String(metadata={"description": "launched, skipped (a meeting stood in the way), failed, "
+                                                          "or empty before the first run."})
+    last_message = fields.String()
+    last_job_id = fields.Integer(allow_none=True)
+    owner = fields.String(attribute="created_by.email", allow_none=True, dump_default=None, metadata={
+        "description": "The user the schedule launches as (the one who created it)."})
+    created_at = UTCDateTime()
+
+
+SchedulePage = page_of(ScheduleOut, "SchedulePage")

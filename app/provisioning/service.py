@@ -25,7 +25,7 @@ from app.auth.models import Role, User
 from app.auth.permissions import PERMISSIONS
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, Invalid, NotFound
-from app.provisioning import guard, runner  # noqa: F401  (runner registers the "jobs.run" outbox handler)
+from app.provisioning import guard, runner  # (runner also registers the "jobs.run" outbox handler)
 from app.provisioning.models import Credential, Job, JobEvent, JobState, JobTemplate
 from app.queue import outbox
 
@@ -123,6 +123,7 @@ def clean_roles(roles: list[str] | None) -> list[str]:
 
 TEMPLATE_FIELDS = ("name", "description", "playbook", "default_limit", "tags", "extra_vars", "launch_roles",
                    "check_allowed", "credential_id")
+GUARD_FIELDS = ("changes_equipment", "expected_minutes")  # kept by app.provisioning.guard
 
 
 def list_templates(session: so.Session) -> list[JobTemplate]:
@@ -182,6 +183,22 @@ def save_template(session: so.Session, data: dict[str, Any], template: JobTempla
     return template
 
 
+def change_template(session: so.Session, template: JobTemplate, data: dict[str, Any], user: User) -> JobTemplate:
+    """Change the fields given of a template and of its meeting-window guard settings (changes_equipment,
+    expected_minutes). Only a user who may launch the template may change it: otherwise a technician could open
+    an admin-only template to themselves, or mark it read-only so that it passes the guard."""
+    if not may_launch(template, user):
+        raise Forbidden(_("Your role may not launch the template %(name)s, so it may not change it.",
+                          name=template.name))
+    values = dict(data)
+    guard_values = {k: values.pop(k) for k in GUARD_FIELDS if k in values}
+    if values:
+        save_template(session, values, template)
+    if guard_values:
+        guard.save_template_guard(session, template, **guard_values)
+    return template
+
+
 # ---------------------------------------------------------------- launching
 
 def may_launch(template: JobTemplate, user: User) -> bool:
@@ -238,6 +255,43 @@ def request_cancel(session: so.Session, job: Job) -> Job:
     session.flush()
     audit.record(session, "cancel", "Job", str(job.id), job.template.name)
     return job
+
+
+# ---------------------------------------------------------------- claims whose worker died
+
+def reap_lost_claims(session: so.Session) -> list[int]:
+    """Mark lost the queued jobs that a worker claimed (Job.worker is set as it takes the job off the queue)
+    and that it never started because it died meanwhile: the queue's task was consumed, so nobody else would
+    ever run them, and they would stay queued for good. Returns their ids.
+
+    Lost, not queued again: as AWX does with a job its node had taken but not started ("waiting" on a node
+    that is gone: awx.main.dispatch.reaper marks it failed and never re-runs it). A job that kills the worker
+    taking it must not go on to kill the next one; and a run that would come minutes later than the technician
+    launched it could fall in a meeting that the launch's guard never saw. Nothing ran on the hosts (the run
+    starts only once the job is running), so relaunching is safe, and the job says so.
+    """
+    stale = dt.timedelta(seconds=int(current_app.config.get("WORKER_STALE_SECONDS") or 180))
+    lost: list[int] = []
+    claimed = session.scalars(sa.select(Job.id).where(Job.state == JobState.QUEUED, Job.worker != "")
+                              .order_by(Job.id)).all()
+    for job_id in claimed:
+        job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+        if job is None or job.state is not JobState.QUEUED or not job.worker:
+            continue
+        gone, _here = runner._worker_gone(session, job.worker, stale)  # the running jobs' own test
+        if not gone:
+            continue
+        # Through running, as the runner's own refusals of a taken job go (runner._fail): the state machine
+        # leaves a queued job only by starting it or by a cancel. It never ran, so it keeps no start time.
+        job.start()
+        job.mark_lost()
+        job.started_at = None
+        job.error = (f"The worker {job.worker} stopped after taking the job and before starting the run; nothing "
+                     f"ran on the hosts. Relaunch it.")
+        runner.release_hosts(session, job)  # it holds none yet; whoever might wait for it is woken all the same
+        lost.append(job.id)
+    session.flush()
+    return lost
 
 
 # ---------------------------------------------------------------- reading

@@ -136,3 +136,98 @@ def test_the_launch_form_offers_the_override_once_a_meeting_is_in_the_way(client
     page = response.get_data(as_text=True)
     assert response.status_code == 409
     assert meeting.title in page and 'name="override_reason"' in page
+
+
+# ---------------------------------------------------------------- a template's guard settings: page and API
+
+def test_technician_marks_a_backup_template_read_only_on_its_page_and_it_then_runs_during_a_meeting(
+        client, login, session, template, endpoint):
+    _meeting(session, endpoint.site_id, setup_in=-30, starts_in=0, ends_in=60)
+    with commit_scope():
+        pass
+    login("technician")
+    page = client.get(f"/jobs/templates/{template.id}/guard")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert 'data-field="changes_equipment">yes' in text and 'data-field="expected_minutes">30' in text
+
+    saved = client.post(f"/jobs/templates/{template.id}/guard", data={"expected_minutes": "45"})  # box unticked
+    assert saved.status_code == 302, saved.get_data(as_text=True)
+    shown = client.get(saved.headers["Location"]).get_data(as_text=True)
+    assert 'data-field="changes_equipment">no (read-only)' in shown and 'data-field="expected_minutes">45' in shown
+    assert "Guard settings of" in shown
+    entry = session.scalar(sa.select(AuditEntry).where(AuditEntry.object_type == "TemplateGuard",
+                                                       AuditEntry.object_id == str(template.id)))
+    assert entry.user_id == _user(session).id and entry.after["before"]["changes_equipment"] is True
+    assert entry.after["changes_equipment"] is False and entry.after["expected_minutes"] == 45
+    job = service.launch_job(session, template, _user(session), limit=endpoint_hostname(endpoint))
+    assert job.id and job.override is None  # the meeting no longer stands in the way of a read-only run
+
+
+@pytest.mark.parametrize("minutes", ["0", "1441", "-5", "half an hour", ""])
+def test_the_guard_page_refuses_a_duration_outside_1_to_1440_minutes_next_to_the_field(client, login, session,
+                                                                                       template, minutes):
+    login("technician")
+    response = client.post(f"/jobs/templates/{template.id}/guard",
+                           data={"changes_equipment": "y", "expected_minutes": minutes})
+    assert response.status_code == 422
+    text = response.get_data(as_text=True)
+    assert 'id="expected_minutes-error"' in text
+    assert guard.template_guard(session, template).expected_minutes == 30  # nothing stored
+
+
+def test_api_shows_and_changes_a_templates_guard_settings(api, session, template):
+    shown = api("viewer").get(f"/api/v1/job-templates/{template.id}")
+    assert shown.status_code == 200
+    assert shown.get_json()["changes_equipment"] is True and shown.get_json()["expected_minutes"] == 30
+    listed = {t["id"]: t for t in api("viewer").get("/api/v1/job-templates").get_json()["items"]}
+    assert listed[template.id]["expected_minutes"] == 30
+
+    changed = api("technician").patch(f"/api/v1/job-templates/{template.id}",
+                                      json={"changes_equipment": False, "expected_minutes": 90})
+    assert changed.status_code == 200, changed.get_json()
+    assert changed.get_json()["changes_equipment"] is False and changed.get_json()["expected_minutes"] == 90
+    assert api("viewer").get(f"/api/v1/job-templates/{template.id}").get_json()["expected_minutes"] == 90
+    # One field at a time: the other stays; the template's own fields change the same way.
+    again = api("admin").patch(f"/api/v1/job-templates/{template.id}",
+                               json={"expected_minutes": 1440, "description": "Nightly backups"})
+    assert again.status_code == 200, again.get_json()
+    body = again.get_json()
+    assert body["changes_equipment"] is False and body["expected_minutes"] == 1440
+    assert body["description"] == "Nightly backups"
+    listed = {t["id"]: t for t in api("viewer").get("/api/v1/job-templates").get_json()["items"]}
+    assert listed[template.id]["changes_equipment"] is False and listed[template.id]["expected_minutes"] == 1440
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"expected_minutes": 0}, "expected_minutes"), ({"expected_minutes": 1441}, "expected_minutes"),
+    ({"expected_minutes": "30"}, "expected_minutes"), ({"expected_minutes": 2.5}, "expected_minutes"),
+    ({"changes_equipment": "maybe"}, "changes_equipment"), ({"expected_minute": 30}, "expected_minute"),
+    ({"playbook": "not-a-playbook.yml"}, "playbook"),
+])
+def test_api_refuses_bad_guard_settings_naming_the_field_and_changes_nothing(api, session, template, body, field):
+    response = api("technician").patch(f"/api/v1/job-templates/{template.id}", json=body)
+    assert response.status_code == 422, response.get_json()
+    error = response.get_json()["error"]
+    assert field in error["fields"], error
+    shown = api("viewer").get(f"/api/v1/job-templates/{template.id}").get_json()
+    assert shown["expected_minutes"] == 30 and shown["changes_equipment"] is True
+
+
+def test_only_those_who_may_launch_a_template_change_its_guard_settings(api, client, login, session, template):
+    for role in ("operator", "viewer", "secretariat"):
+        refused = api(role).patch(f"/api/v1/job-templates/{template.id}", json={"changes_equipment": False})
+        assert refused.status_code == 403, role
+    assert api("technician").patch("/api/v1/job-templates/999999", json={"expected_minutes": 5}).status_code == 404
+    # An admin-only template: a technician may neither open it to themselves nor let it pass the guard.
+    with commit_scope():
+        service.save_template(session, {"launch_roles": ["admin"]}, template)
+    for body in ({"changes_equipment": False}, {"launch_roles": ["admin", "technician"]}):
+        refused = api("technician").patch(f"/api/v1/job-templates/{template.id}", json=body)
+        assert refused.status_code == 403 and "may not change it" in refused.get_json()["error"]["message"]
+    login("technician")
+    page = client.post(f"/jobs/templates/{template.id}/guard", data={"expected_minutes": "10"})
+    assert page.status_code == 403
+    assert api("admin").patch(f"/api/v1/job-templates/{template.id}",
+                              json={"changes_equipment": False}).status_code == 200
+    assert guard.template_guard(session, template).changes_equipment is False

@@ -179,3 +179,116 @@ def test_technician_manages_schedules_from_their_pages(make_bed):
     assert client.post(f"/jobs/schedules/{schedule_id}/enable").status_code == 302
     assert client.post(f"/jobs/schedules/{schedule_id}/delete").status_code == 302
     assert "No schedule yet." in client.get("/jobs/schedules/").get_data(as_text=True)
+
+
+# ---------------------------------------------------------------- the JSON API
+
+def _utc(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+def test_technician_schedules_a_nightly_backup_through_the_api_and_reads_when_it_runs_next(api, session, template):
+    technician = api("technician")
+    made = technician.post("/api/v1/job-schedules", json={"template_id": template.id, "cron": "0 2 * * *",
+                                                           "limit": "", "extra_vars": {"keep": 7}})
+    assert made.status_code == 201, made.get_json()
+    body = made.get_json()
+    assert made.headers["Location"].endswith(f"/api/v1/job-schedules/{body['id']}")
+    assert body["template_id"] == template.id and body["template_name"] == template.name
+    assert body["cron"] == "0 2 * * *" and body["timezone"] == "Asia/Ho_Chi_Minh"
+    assert body["limit"] is None and body["extra_vars"] == {"keep": 7} and body["enabled"] is True
+    assert body["owner"] == "technician@example.com" and body["last_outcome"] == ""
+    # The next run: 02:00 in Hanoi, given in UTC (19:00 the day before) as ISO 8601 with its offset.
+    assert body["next_run_at"].endswith("+00:00")
+    next_run = _utc(body["next_run_at"])
+    assert next_run > utcnow() and next_run.astimezone(HCM).hour == 2 and (next_run.hour, next_run.minute) == (19, 0)
+
+    shown = api("viewer").get(made.headers["Location"])
+    assert shown.status_code == 200 and shown.get_json() == body
+    listed = api("viewer").get(f"/api/v1/job-schedules?template_id={template.id}").get_json()
+    assert [s["id"] for s in listed["items"]] == [body["id"]] and listed["total"] == 1
+
+    moved = technician.patch(made.headers["Location"], json={"cron": "30 7 * * 1", "limit": "r1"})
+    assert moved.status_code == 200, moved.get_json()
+    assert moved.get_json()["limit"] == "r1"
+    monday = _utc(moved.get_json()["next_run_at"]).astimezone(HCM)
+    assert (monday.weekday(), monday.hour, monday.minute) == (0, 7, 30)
+
+    off = technician.patch(made.headers["Location"], json={"enabled": False})
+    assert off.status_code == 200 and off.get_json()["enabled"] is False and off.get_json()["next_run_at"] is None
+    assert api("viewer").get("/api/v1/job-schedules?enabled=false").get_json()["items"][0]["id"] == body["id"]
+    assert api("viewer").get(f"/api/v1/job-schedules?enabled=true&template_id={template.id}").get_json()[
+        "items"] == []
+    on = technician.patch(made.headers["Location"], json={"enabled": True})
+    assert on.get_json()["next_run_at"] is not None
+
+    assert technician.delete(made.headers["Location"]).status_code == 204
+    gone = api("viewer").get(made.headers["Location"])
+    assert gone.status_code == 404 and gone.get_json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(("body", "field", "said"), [
+    ({"cron": "0 25 * * *"}, "cron", "the hour field 25 is not one of 0-23"),
+    ({"cron": "0 2 * * 8"}, "cron", "the day of the week field 8"),
+    ({"cron": "0 2 30 2 *"}, "cron", "0 2 30 2 * never happens"),
+    ({"cron": "0 2 * *"}, "cron", "five fields (it has 4)"),
+    ({"cron": "@daily"}, "cron", "five fields"),
+    ({"cron": ""}, "cron", "cron expression"),
+    ({"cron": "0 2 * * *", "limit": "@/etc/passwd"}, "limit", "host pattern"),
+    ({"cron": "0 2 * * *", "extra_vars": {"ansible_connection": "local"}}, "extra_vars", "extra variables"),
+    ({"cron": "0 2 * * *", "when": "nightly"}, "when", "Unknown field"),
+])
+def test_a_schedule_the_api_cannot_take_is_refused_naming_the_field(api, session, template, body, field, said):
+    before = session.scalar(sa.select(sa.func.count()).select_from(JobSchedule))
+    response = api("technician").post("/api/v1/job-schedules", json={"template_id": template.id, **body})
+    assert response.status_code == 422, response.get_json()
+    error = response.get_json()["error"]
+    assert field in error["fields"], error
+    assert said in error["message"] + " ".join(map(str, error["fields"][field]))
+    assert session.scalar(sa.select(sa.func.count()).select_from(JobSchedule)) == before
+
+
+def test_who_may_schedule_what_through_the_api(api, session, template):
+    made = api("technician").post("/api/v1/job-schedules", json={"template_id": template.id, "cron": "0 2 * * *"})
+    location = made.headers["Location"]
+    for role in ("operator", "viewer", "secretariat", "site_staff"):
+        assert api(role).post("/api/v1/job-schedules", json={"template_id": template.id,
+                                                             "cron": "0 3 * * *"}).status_code == 403, role
+        assert api(role).patch(location, json={"enabled": False}).status_code == 403, role
+        assert api(role).delete(location).status_code == 403, role
+    assert api("operator").get(location).status_code == 200
+    assert api("site_staff").get("/api/v1/job-schedules").status_code == 403
+    no_template = api("technician").post("/api/v1/job-schedules", json={"template_id": 999999, "cron": "0 2 * * *"})
+    assert no_template.status_code == 422 and "template_id" in no_template.get_json()["error"]["fields"]
+    assert api("technician").patch("/api/v1/job-schedules/999999", json={"enabled": False}).status_code == 404
+
+    # An admin-only template: the technician can neither schedule it nor touch the admin's schedule of it.
+    with commit_scope():
+        service.save_template(session, {"launch_roles": ["admin"]}, template)
+    refused = api("technician").post("/api/v1/job-schedules", json={"template_id": template.id, "cron": "0 4 * * *"})
+    assert refused.status_code == 403 and template.name in refused.get_json()["error"]["message"]
+    admins = api("admin").post("/api/v1/job-schedules", json={"template_id": template.id, "cron": "0 4 * * *"})
+    assert admins.status_code == 201
+    for change in ({"limit": "r1"}, {"enabled": False}):
+        assert api("technician").patch(admins.headers["Location"], json=change).status_code == 403
+    assert api("technician").delete(admins.headers["Location"]).status_code == 403
+    assert api("admin").get(admins.headers["Location"]).get_json()["enabled"] is True
+
+
+def test_the_openapi_document_describes_the_schedules_and_the_templates_guard(client):
+    validator = pytest.importorskip("openapi_spec_validator")
+    spec = client.get("/api/v1/openapi.json").get_json()
+    validator.validate(spec)
+    operations = {(path, method) for path, item in spec["paths"].items() for method in item if method != "parameters"}
+    assert {("/api/v1/job-schedules", "get"), ("/api/v1/job-schedules", "post"),
+            ("/api/v1/job-schedules/{schedule_id}", "get"), ("/api/v1/job-schedules/{schedule_id}", "patch"),
+            ("/api/v1/job-schedules/{schedule_id}", "delete"), ("/api/v1/job-templates/{template_id}", "get"),
+            ("/api/v1/job-templates/{template_id}", "patch")} <= operations
+    schemas = spec["components"]["schemas"]
+    assert {"cron", "template_id"} <= set(schemas["ScheduleCreate"]["required"])
+    assert {"next_run_at", "template_name", "timezone"} <= set(schemas["ScheduleOut"]["properties"])
+    minutes = schemas["TemplatePatch"]["properties"]["expected_minutes"]
+    assert (minutes["minimum"], minutes["maximum"]) == (1, 1440)
+    assert {"changes_equipment", "expected_minutes"} <= set(schemas["TemplateOut"]["properties"])
+    create = spec["paths"]["/api/v1/job-schedules"]["post"]
+    assert {"201", "403", "422"} <= set(create["responses"])
