@@ -50,7 +50,8 @@ class JobState(enum.StrEnum):
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.LOST})
 # Every move a job may make; anything else is refused.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED}),
+    # queued -> lost: a worker took the job off the queue and died before starting it (service.reap_lost_claims).
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.LOST}),
     JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.LOST}),
 }
 STATE_LABELS: dict[JobState, Any] = {
@@ -81,7 +82,6 @@ REFUSALS: dict[tuple[JobState, JobAction], Any] = {
     (JobState.FAILED, "cancel"): _l("Job #%(id)s is failed, so it cannot be cancelled."),
     (JobState.CANCELLED, "cancel"): _l("Job #%(id)s is cancelled already, so it cannot be cancelled again."),
     (JobState.LOST, "cancel"): _l("Job #%(id)s is lost, so it cannot be cancelled."),
-    (JobState.QUEUED, "mark_lost"): _l("Job #%(id)s is queued and has not started, so it cannot be marked lost."),
     (JobState.SUCCEEDED, "mark_lost"): _l("Job #%(id)s is succeeded, so it cannot be marked lost."),
     (JobState.FAILED, "mark_lost"): _l("Job #%(id)s is failed, so it cannot be marked lost."),
     (JobState.CANCELLED, "mark_lost"): _l("Job #%(id)s is cancelled, so it cannot be marked lost."),

@@ -281,11 +281,7 @@ def reap_lost_claims(session: so.Session) -> list[int]:
         gone, _here = runner._worker_gone(session, job.worker, stale)  # the running jobs' own test
         if not gone:
             continue
-        # Through running, as the runner's own refusals of a taken job go (runner._fail): the state machine
-        # leaves a queued job only by starting it or by a cancel. It never ran, so it keeps no start time.
-        job.start()
-        job.mark_lost()
-        job.started_at = None
+        job.mark_lost()  # it never ran: no start time
         job.error = (f"The worker {job.worker} stopped after taking the job and before starting the run; nothing "
                      f"ran on the hosts. Relaunch it.")
         runner.release_hosts(session, job)  # it holds none yet; whoever might wait for it is woken all the same

@@ -33,7 +33,7 @@ def test_a_job_goes_from_queued_to_running_to_succeeded_or_failed_by_its_return_
 
 
 @pytest.mark.parametrize(("state", "action"), [
-    (JobState.QUEUED, "finish"), (JobState.QUEUED, "mark_lost"), (JobState.RUNNING, "start"),
+    (JobState.QUEUED, "finish"), (JobState.RUNNING, "start"),
     (JobState.SUCCEEDED, "cancel"), (JobState.FAILED, "start"), (JobState.CANCELLED, "finish"),
     (JobState.LOST, "cancel"), (JobState.SUCCEEDED, "mark_lost"),
 ])
