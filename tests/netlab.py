@@ -28,7 +28,6 @@ import os
 import random
 import secrets
 import select
-import shlex
 import shutil
 import signal
 import subprocess
@@ -41,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests import hosts
 
 REPO = Path(__file__).resolve().parent.parent
 RESPONDER = REPO / "tests" / "monitoring" / "responder.py"
@@ -66,20 +67,10 @@ def missing_requirements() -> str | None:
 
 
 def _run(*argv: str, check: bool = True, timeout: float = 30, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
-    if check and result.returncode != 0:
-        raise RuntimeError(f"{shlex.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
-    return result
+    return hosts._run(*argv, check=check, timeout=timeout, **kwargs)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+_alive = hosts._alive
 
 
 def _block_base(index: int) -> ipaddress.IPv4Address:

@@ -16,23 +16,13 @@ from app.sites.models import Site
 from .conftest import local
 
 
-@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
-def test_twenty_simultaneous_bookings_of_one_site_give_one_meeting_and_nineteen_refusals(fresh_app, backend, day):
-    app = fresh_app(backend)
-    with app.app_context(), commit_scope() as session:
-        seed(session)
-    with app.app_context():
-        host_id = db.session.scalar(sa.select(Site.id).where(Site.code == "TQ"))
-        site_id = db.session.scalar(sa.select(Site.id).where(Site.code == "TQ-NH-TT"))
-        db.session.remove()
-
-    barrier = threading.Barrier(20)
+def _book_at_once(app, requests: list[BookingRequest]) -> list[str]:
+    """Each request from its own thread, all released at the same instant; what each secretary was told."""
+    barrier = threading.Barrier(len(requests))
     outcomes: list[str] = []
     lock = threading.Lock()
 
-    def secretary(n: int) -> None:
-        request = BookingRequest(title=f"Họp số {n}", host_site_id=host_id, site_ids=[site_id],
-                                 starts_at=local(day, "14:00"), ends_at=local(day, "15:00"))
+    def secretary(request: BookingRequest) -> None:
         try:
             with app.app_context():
                 barrier.wait(timeout=30)
@@ -44,16 +34,32 @@ def test_twenty_simultaneous_bookings_of_one_site_give_one_meeting_and_nineteen_
                     outcome = f"refused {exc.status}"
                 finally:
                     db.session.remove()
-        except Exception as exc:  # anything else is a failure of the test, reported below
+        except Exception as exc:  # anything else is a failure of the test, reported by the caller's assert
             outcome = f"error {type(exc).__name__}: {exc}"
         with lock:
             outcomes.append(outcome)
 
-    threads = [threading.Thread(target=secretary, args=(n,)) for n in range(20)]
+    threads = [threading.Thread(target=secretary, args=(r,)) for r in requests]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=120)
+    return outcomes
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_twenty_simultaneous_bookings_of_one_site_give_one_meeting_and_nineteen_refusals(fresh_app, backend, day):
+    app = fresh_app(backend)
+    with app.app_context(), commit_scope() as session:
+        seed(session)
+    with app.app_context():
+        host_id = db.session.scalar(sa.select(Site.id).where(Site.code == "TQ"))
+        site_id = db.session.scalar(sa.select(Site.id).where(Site.code == "TQ-NH-TT"))
+        db.session.remove()
+
+    outcomes = _book_at_once(app, [
+        BookingRequest(title=f"Họp số {n}", host_site_id=host_id, site_ids=[site_id],
+                       starts_at=local(day, "14:00"), ends_at=local(day, "15:00")) for n in range(20)])
     assert sorted(outcomes) == ["booked"] + ["refused 409"] * 19, outcomes
     with app.app_context():
         held = db.session.scalar(sa.select(sa.func.count(Occurrence.id)).where(
@@ -83,34 +89,8 @@ def test_bookings_naming_the_bridge_and_bookings_letting_vcops_pick_it_never_ove
         db.session.remove()
     assert len(pairs) >= 6
 
-    barrier = threading.Barrier(len(pairs))
-    outcomes: list[str] = []
-    lock = threading.Lock()
-
-    def secretary(n: int) -> None:
-        host_id, commune_id = pairs[n]
-        request = BookingRequest(title=f"Họp số {n}", host_site_id=host_id, site_ids=[commune_id],
-                                 starts_at=local(day, "14:00"), ends_at=local(day, "15:00"),
-                                 bridge_id=bridge_id if n % 2 else None)
-        try:
-            with app.app_context():
-                barrier.wait(timeout=30)
-                try:
-                    with commit_scope() as session:
-                        book_meeting(session, request)
-                    outcome = "booked"
-                except BookingRefused as exc:
-                    outcome = f"refused {exc.status}"
-                finally:
-                    db.session.remove()
-        except Exception as exc:
-            outcome = f"error {type(exc).__name__}: {exc}"
-        with lock:
-            outcomes.append(outcome)
-
-    threads = [threading.Thread(target=secretary, args=(n,)) for n in range(len(pairs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    outcomes = _book_at_once(app, [
+        BookingRequest(title=f"Họp số {n}", host_site_id=host_id, site_ids=[commune_id],
+                       starts_at=local(day, "14:00"), ends_at=local(day, "15:00"),
+                       bridge_id=bridge_id if n % 2 else None) for n, (host_id, commune_id) in enumerate(pairs)])
     assert sorted(outcomes) == ["booked"] + ["refused 409"] * (len(pairs) - 1), outcomes

@@ -1,39 +1,19 @@
 """The board in a real browser (Playwright driving Debian's chromium): an operator has the board open when a
 district link goes down; within a few seconds the district turns down and its communes unreachable via
-upstream, in place, on the same page load (no reload), as the probe agent's write reaches the database.
-
-The app is served by werkzeug in a thread on a database of its own (real commits), as tests/jobs/test_browser.py
-does."""
+upstream, in place, on the same page load (no reload), as the probe agent's write reaches the database."""
 
 from __future__ import annotations
 
-import shutil
-import threading
-from pathlib import Path
-
 import pytest
-from werkzeug.serving import make_server
 
 from app.auth.models import Role
 from app.auth.service import create_user
 from app.db import commit_scope, db
 from app.sites.demo import seed
+from tests.browser import logged_in_page
+from tests.browser import served as serving
 from tests.conftest import PASSWORD
 from tests.monitoring.probe_rows import all_fine, set_link, uplink_code
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-
-
-def _playwright():
-    if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
-        pytest.skip(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("the Python package playwright is not installed (pip install playwright)")
-    return sync_playwright
 
 
 @pytest.fixture
@@ -46,56 +26,37 @@ def served(fresh_app):
             create_user(session, "operator@example.com", Role.OPERATOR, PASSWORD, name="Trực vận hành")
             all_fine(session)
         db.session.remove()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="vcops-board-server", daemon=True)
-    thread.start()
-    try:
-        yield app, f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
+    with serving(app) as base:
+        yield app, base
 
 
 def test_operator_sees_a_district_go_down_on_the_open_board_without_reloading(served):
-    sync_playwright = _playwright()
     app, base = served
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(30_000)
-            problems: list[str] = []  # script errors and refused resources (the CSP) would break the board
-            page.on("pageerror", lambda error: problems.append(str(error)))
-            page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
-            page.goto(f"{base}/login")
-            page.fill("input[name=email]", "operator@example.com")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(lambda url: "/login" not in url)
+    with logged_in_page(base, "operator@example.com", PASSWORD) as page:
+        problems: list[str] = []  # script errors and refused resources (the CSP) would break the board
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
 
-            problems.clear()  # the login page's missing favicon is not the board's
-            page.goto(f"{base}/monitoring/board")
-            assert page.get_attribute('tr[data-site="TQ-TP"]', "data-state") == "ok"
-            assert page.get_attribute('tr[data-site="TQ-TP-MX"]', "data-state") == "ok"
-            page.evaluate("window.vcopsLoaded = true")  # marks this page load: a reload would drop it
-            loads = page.evaluate("performance.getEntriesByType('navigation').length")
+        page.goto(f"{base}/monitoring/board")
+        assert page.get_attribute('tr[data-site="TQ-TP"]', "data-state") == "ok"
+        assert page.get_attribute('tr[data-site="TQ-TP-MX"]', "data-state") == "ok"
+        page.evaluate("window.vcopsLoaded = true")  # marks this page load: a reload would drop it
+        loads = page.evaluate("performance.getEntriesByType('navigation').length")
 
-            with app.app_context():
-                with commit_scope() as session:
-                    set_link(session, uplink_code(session, "TQ-TP"), up=False)  # as the probe agent writes it
-                db.session.remove()
+        with app.app_context():
+            with commit_scope() as session:
+                set_link(session, uplink_code(session, "TQ-TP"), up=False)  # as the probe agent writes it
+            db.session.remove()
 
-            page.wait_for_function(
-                """() => document.querySelector('tr[data-site="TQ-TP"]').dataset.state === 'down'
-                         && window.vcopsLoaded === true""", timeout=30_000)
-            assert page.get_attribute('tr[data-site="TQ-TP-MX"]', "data-state") == "unreachable"
-            assert page.get_attribute('tr[data-site="TQ-TP-AT"]', "data-state") == "unreachable"
-            assert page.get_attribute('tr[data-site="TQ-LB"]', "data-state") == "ok"
-            assert "Unreachable via upstream" in page.inner_text('tr[data-site="TQ-TP-MX"]')
-            assert page.inner_text('[data-count="down"]') == "1"
-            assert page.evaluate("window.vcopsLoaded") is True
-            assert page.evaluate("performance.getEntriesByType('navigation').length") == loads
-            assert page.is_hidden("#board-offline")
-            assert problems == []
-        finally:
-            browser.close()
+        page.wait_for_function(
+            """() => document.querySelector('tr[data-site="TQ-TP"]').dataset.state === 'down'
+                     && window.vcopsLoaded === true""", timeout=30_000)
+        assert page.get_attribute('tr[data-site="TQ-TP-MX"]', "data-state") == "unreachable"
+        assert page.get_attribute('tr[data-site="TQ-TP-AT"]', "data-state") == "unreachable"
+        assert page.get_attribute('tr[data-site="TQ-LB"]', "data-state") == "ok"
+        assert "Unreachable via upstream" in page.inner_text('tr[data-site="TQ-TP-MX"]')
+        assert page.inner_text('[data-count="down"]') == "1"
+        assert page.evaluate("window.vcopsLoaded") is True
+        assert page.evaluate("performance.getEntriesByType('navigation').length") == loads
+        assert page.is_hidden("#board-offline")
+        assert problems == []

@@ -8,20 +8,18 @@ second with a few echoes (the defaults stay 20 echoes over a 60 s step)."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from werkzeug.serving import make_server
 
 from app.auth.models import Role
 from app.auth.service import create_token, create_user
 from app.db import commit_scope, db
 from app.monitoring.models import Incident
 from app.monitoring.probe import Agent
+from tests.browser import logged_in_page, served
 from tests.conftest import PASSWORD
 from tests.monitoring.promlab import (
     alertmanager,
@@ -33,22 +31,10 @@ from tests.monitoring.promlab import (
     vcops_exporter,
     wait_for,
 )
-from tests.monitoring.test_board_browser import CHROMIUM, CHROMIUM_ARGS, _playwright
 from tests.monitoring.test_rules import seed_two_districts
 
 pytestmark = pytest.mark.skipif(missing_prometheus() is not None or missing_alertmanager() is not None,
                                 reason=str(missing_prometheus() or missing_alertmanager()))
-
-
-def _serve(app: Any) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="vcops-e2e-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
 
 
 def _incidents(app: Any) -> list[tuple[str, str, str]]:
@@ -75,11 +61,9 @@ def test_a_cut_district_becomes_one_incident_in_vcops_and_shows_down_on_the_boar
 
     agent = Agent(app, listen="127.0.0.1:0")
     agent.start()
-    served = _serve(app)
-    base = next(served)
     try:
         assert agent.server is not None
-        with vcops_exporter(app, "--refresh-seconds", "1") as exporter_url, \
+        with served(app) as base, vcops_exporter(app, "--refresh-seconds", "1") as exporter_url, \
                 alertmanager(tmp_path / "am", am_test_config(f"{base}/api/v1/alerts/webhook", token_file)) as am:
             scrape = {"vcops-probe": [f"127.0.0.1:{agent.server.port}"],
                       "vcops-exporter": [exporter_url.removeprefix("http://").removesuffix("/metrics")]}
@@ -104,27 +88,14 @@ def test_a_cut_district_becomes_one_incident_in_vcops_and_shows_down_on_the_boar
                 assert _incidents(app) == [("LinkDown", "LAB-A-1", "firing")]
 
                 # The operator's board, in a real browser: the district is down, its commune unreachable upstream.
-                sync_playwright = _playwright()
-                with sync_playwright() as p:
-                    browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
-                    try:
-                        page = browser.new_page()
-                        page.set_default_timeout(30_000)
-                        page.goto(f"{base}/login")
-                        page.fill("input[name=email]", "operator@example.com")
-                        page.fill("input[name=password]", PASSWORD)
-                        page.click("button[type=submit]")
-                        page.wait_for_url(lambda url: "/login" not in url)
-                        page.goto(f"{base}/monitoring/board")
-                        page.wait_for_selector('tr[data-site="LAB-A"][data-state="down"]')
-                        assert page.get_attribute('tr[data-site="LAB-B"]', "data-state") == "ok"
-                        assert page.get_attribute('tr[data-site="LAB-A-X"]', "data-state") != "ok"
-                    finally:
-                        browser.close()
+                with logged_in_page(base, "operator@example.com", PASSWORD) as page:
+                    page.goto(f"{base}/monitoring/board")
+                    page.wait_for_selector('tr[data-site="LAB-A"][data-state="down"]')
+                    assert page.get_attribute('tr[data-site="LAB-B"]', "data-state") == "ok"
+                    assert page.get_attribute('tr[data-site="LAB-A-X"]', "data-state") != "ok"
 
                 cut.set_up()  # the link comes back: Alertmanager resolves the incident in VCOps
                 wait_for(lambda: ("LinkDown", "LAB-A-1", "resolved") in _incidents(app), 90,
                          "the incident resolved when the link came back")
     finally:
         agent.stop()
-        served.close()
