@@ -70,6 +70,9 @@ SETTINGS: list[Setting] = [
     Setting("JOB_WORK_DIR", "", "Folder for each job's private data directory (removed after the run); empty means "
             "the system's temporary folder."),
     Setting("JOB_TIMEOUT", 3600, "Seconds after which a running job is stopped (0: no limit).", int),
+    Setting("JOB_FORKS", 25, "Hosts a job works on at once (Ansible's forks).", int),
+    Setting("JOB_FACT_CACHE_SECONDS", 3600, "Seconds a host's gathered facts are reused by later jobs "
+            "(INSTANCE_PATH/facts); 0 gathers them at every run.", int),
     Setting("DEVICE_CONNECT_TIMEOUT", 10, "Seconds to wait for a device's TCP connection, SSH handshake and login, "
             "each.", int),
     Setting("DEVICE_COMMAND_TIMEOUT", 30, "Seconds to wait for a device's whole answer to one request.", int),

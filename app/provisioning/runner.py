@@ -2,11 +2,14 @@
 
 One run, in order: take the job's hosts (one job at a time per host; a job whose host is busy stays queued,
 waiting for the job that holds it, and is woken when that job ends); write a private data directory (mode
-0700) with the inventory and the opened credentials (files 0600); run ansible-playbook with the worker's
-secrets left out of its environment; store every event as it comes, in short transactions so the job page
-shows it live, with every secret of the run scrubbed; stop when a cancel is asked for; keep the artifacts,
-scrubbed, under INSTANCE_PATH/jobs/<id>/; remove the private data directory whatever happened; end the job
-and free its hosts in one transaction.
+0700) with the inventory, the opened credentials (files 0600) and the accepted host keys of its hosts (a job
+whose hosts have no accepted key is refused before anything connects); run ansible-playbook with VCOps' Ansible
+settings (`ansible_settings()`: pipelining, forks, reused SSH connections, only pinned host keys) and the
+worker's secrets left out of its environment; store every event as it comes, a few at a time in short
+transactions on a thread of their own, so the job page shows it live and ansible-playbook never waits for the
+database, with every secret of the run scrubbed; stop when a cancel is asked for; keep the artifacts,
+scrubbed, under INSTANCE_PATH/jobs/<id>/; end the run's SSH connections and remove the private data directory
+whatever happened; end the job and free its hosts in one transaction.
 
 A worker that dies leaves its job running: `reap_lost_jobs()` (periodic) finds such jobs, ends their
 ansible-playbook process group, removes the private data directory, marks them lost and frees their hosts.
@@ -14,16 +17,23 @@ ansible-playbook process group, removes the private data directory, marks them l
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import ipaddress
 import json
 import logging
 import os
+import queue
 import re
+import shlex
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -37,6 +47,7 @@ from flask import current_app
 
 from app.config import PROJECT_ROOT
 from app.db import commit_scope, db, read_only_intent, utcnow
+from app.devices.hostkeys import record_contact
 from app.provisioning.backups import backup_from_event
 from app.provisioning.inventory import Inventory, build_inventory, endpoint_hostname  # noqa: F401 - re-exported
 from app.provisioning.models import TERMINAL_STATES, Job, JobEvent, JobHost, JobState
@@ -48,6 +59,8 @@ log = logging.getLogger(__name__)
 SCRUBBED = "********"
 RUN_MARK = "VCOPS_JOB_RUN"  # set in ansible-playbook's environment: finds the run's processes after a crash
 CANCEL_CHECK_SECONDS = 1.0
+EVENT_BATCH_SECONDS = 0.2  # how long the events of a run gather before they are stored together
+EVENT_BATCH_MAX = 500
 TERM_GRACE_SECONDS = 5.0
 # Inherited variables ansible-playbook may see; everything else of the worker's environment (the database
 # URL, the credential keys, the session secret…) stays out of it and out of the run's artifacts.
@@ -100,6 +113,10 @@ def write_inventory(inventory: Inventory, path: Path, logins: dict[int, DeviceLo
     key_files: dict[int, Path] = {}
     for name, variables in inventory.hosts.items():
         host_vars = dict(variables)
+        pin = host_vars.get("vcops_host_key")
+        if isinstance(pin, dict) and pin.get("type"):
+            # ssh asks for the pinned kind of key, so a host that has several offers the accepted one.
+            host_vars["ansible_ssh_extra_args"] = f"-o HostKeyAlgorithms={host_key_algorithms(str(pin['type']))}"
         login = (logins or {}).get(inventory.credential_of.get(name, -1))
         if login is not None:
             if login.username:
@@ -116,6 +133,236 @@ def write_inventory(inventory: Inventory, path: Path, logins: dict[int, DeviceLo
     children = {g: {"hosts": dict.fromkeys(names, None)} for g, names in inventory.groups.items()}
     document = {"all": {"hosts": hosts, "children": children}}
     _write_private(path, yaml.dump(document, Dumper=_InventoryDumper, allow_unicode=True, sort_keys=False))
+
+
+# ---------------------------------------------------------------- VCOps' Ansible settings
+
+DEFAULT_FORKS = 25  # hosts worked on at once (JOB_FORKS); Ansible's own default is 5
+SSH_CONTROL_PERSIST_SECONDS = 60
+# Facts (OS, service manager…) change with a reinstall, not from one run to the next: a host's are gathered
+# again when older than this (JOB_FACT_CACHE_SECONDS; 0 gathers them at every run, as Ansible does by default).
+DEFAULT_FACT_CACHE_SECONDS = 3600
+# A control socket's path is its folder + 28 characters (Ansible's 10-character name, ssh's temporary suffix)
+# and must fit in the 108 bytes of a Unix socket address.
+_CONTROL_DIR_MAX = 72
+
+
+def ssh_dir(run_dir: Path) -> Path:
+    """The run's SSH trust: the accepted host keys of its hosts, and ssh's look-up of them."""
+    return run_dir / "ssh"
+
+
+def control_dir(run_dir: Path) -> Path:
+    """Where ssh keeps the run's shared connections (one per host, reused by every task): in the run's
+    folder, or, when that path is too long for a socket, a folder of the system's temporary folder named after
+    it. Never shared between runs: a run must not ride on a connection another run's credential opened."""
+    inside = run_dir / "cp"
+    if len(str(inside)) <= _CONTROL_DIR_MAX:
+        return inside
+    return Path(tempfile.gettempdir()) / f"vcops-cp-{hashlib.sha256(str(run_dir).encode()).hexdigest()[:16]}"
+
+
+def ansible_settings(run_dir: Path, forks: int = DEFAULT_FORKS, fact_cache: Path | None = None,
+                     fact_cache_seconds: int = DEFAULT_FACT_CACHE_SECONDS) -> dict[str, str]:
+    """VCOps' Ansible settings for the run whose private data directory is `run_dir`, as ansible-playbook's
+    environment (the runner's; bench/provisioning.py runs plain ansible-playbook with them too).
+
+    Speed: pipelining (a module runs in the SSH session that sends it, no temporary files: one round trip per
+    task), `forks` hosts at once, one SSH connection per host kept open for the whole run (ControlPersist) in
+    a folder of the run's own, and, with `fact_cache`, each host's facts kept there for `fact_cache_seconds`
+    (a play gathers them only for hosts whose facts are older: Ansible's "smart" gathering). Trust: ssh
+    accepts only the host keys a technician accepted (written by write_host_keys(); ~/.ssh/known_hosts and the
+    machine's own are not read), with strict checking."""
+    pins = ssh_dir(run_dir)
+    venv_bin = str(Path(sys.executable).parent)  # ansible-playbook sits beside the worker's Python
+    ssh_args = ["-C", "-o", "ControlMaster=auto", "-o", f"ControlPersist={SSH_CONTROL_PERSIST_SECONDS}s",
+                "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
+                "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "GlobalKnownHostsFile=/dev/null", "-o", "CheckHostIP=no",
+                "-o", f'KnownHostsCommand="{pins / KNOWN_HOSTS_COMMAND}" %I %H %f %t %K']
+    return {"PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", os.defpath)]),
+            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_LOCAL_TEMP": str(run_dir / "tmp"),
+            "ANSIBLE_RETRY_FILES_ENABLED": "0", RUN_MARK: str(run_dir),
+            "ANSIBLE_LIBRARY": str(PROJECT_ROOT / "playbooks" / "library"),  # the vcops_xapi module
+            "ANSIBLE_FORKS": str(max(1, forks)), "ANSIBLE_PIPELINING": "True",
+            "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_SSH_ARGS": shlex.join(ssh_args),
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir(run_dir)),
+            # The main process looks for results every 10 ms instead of every millisecond: less CPU taken
+            # from the forks on a small machine, for a delay nobody sees.
+            "ANSIBLE_INTERNAL_POLL_INTERVAL": "0.01",
+            **(_fact_cache_settings(fact_cache, fact_cache_seconds) if fact_cache and fact_cache_seconds > 0
+               else {})}
+
+
+def _fact_cache_settings(folder: Path, seconds: int) -> dict[str, str]:
+    return {"ANSIBLE_GATHERING": "smart", "ANSIBLE_CACHE_PLUGIN": "ansible.builtin.jsonfile",
+            "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(folder), "ANSIBLE_CACHE_PLUGIN_TIMEOUT": str(seconds)}
+
+
+def fact_cache_dir() -> Path:
+    """The app's fact cache (INSTANCE_PATH/facts, 0700): one JSON file per host, shared by the runs."""
+    folder = Path(current_app.config["INSTANCE_PATH"]) / "facts"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return folder
+
+
+# ---------------------------------------------------------------- pinned host keys
+# The database keeps each host's accepted key as a fingerprint (app.devices.hostkeys), not the key itself, so
+# the run's known hosts are a look-up: ssh's KnownHostsCommand hands the script the key the host offers, and
+# the script vouches for it (prints it as a known_hosts line) only when its fingerprint is the accepted one.
+# ssh still checks that the host holds the private half, as for any known_hosts entry.
+
+KNOWN_HOSTS_COMMAND = "known-hosts"
+_KNOWN_HOSTS_SCRIPT = """#!/bin/sh
+# VCOps: ssh's KnownHostsCommand for one run. Arguments: why ssh asks (HOSTNAME, ORDER, ADDRESS), the host as
+# known_hosts names it, and the fingerprint, type and key it offered. The key is trusted only when "pinned"
+# lists it for that host; any other is noted in "offered" (VCOps reports it) and ssh refuses the connection.
+[ "$1" = HOSTNAME ] || exit 0
+dir=${0%/*}
+if grep -qxF -- "$2 $3" "$dir/pinned"; then
+    printf '%s %s %s\\n' "$2" "$4" "$5"
+else
+    printf '%s %s %s\\n' "$2" "$4" "$3" >> "$dir/offered"
+fi
+exit 0
+"""
+_KEY_PREFERENCE = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
+
+
+def host_key_algorithms(key_type: str) -> str:
+    """The host key algorithms ssh asks for to get a key of this type."""
+    return "rsa-sha2-512,rsa-sha2-256" if key_type == "ssh-rsa" else key_type
+
+
+def known_hosts_name(address: str, port: int) -> str:
+    """How ssh names a host in known_hosts: the address, with its port in brackets unless 22."""
+    address = address.lower()
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+def _where(variables: dict[str, Any], name: str) -> tuple[str, int]:
+    return str(variables.get("ansible_host") or name), int(variables.get("ansible_port") or 22)
+
+
+def on_controller(variables: dict[str, Any]) -> bool:
+    """A host at a loopback address is the controller itself: nothing between them to pin a key against."""
+    address = str(variables.get("ansible_host") or "")
+    if address.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def hosts_without_keys(inventory: Inventory, hosts: Iterable[str]) -> list[str]:
+    """The hosts of a run that have no accepted host key (the controller itself needs none)."""
+    return [h for h in hosts if not inventory.hosts[h].get("vcops_host_key") and not on_controller(inventory.hosts[h])]
+
+
+def write_host_keys(inventory: Inventory, hosts: Iterable[str], run_dir: Path) -> None:
+    """The run's SSH trust (0700 folder): the accepted key of each host, and the script ssh asks about a key."""
+    folder = ssh_dir(run_dir)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    lines = []
+    for name in hosts:
+        variables = inventory.hosts[name]
+        pin = variables.get("vcops_host_key")
+        if isinstance(pin, dict) and pin.get("fingerprint"):
+            lines.append(f"{known_hosts_name(*_where(variables, name))} {pin['fingerprint']}\n")
+    _write_private(folder / "pinned", "".join(lines))
+    script = folder / KNOWN_HOSTS_COMMAND
+    _write_private(script, _KNOWN_HOSTS_SCRIPT)
+    script.chmod(0o700)
+
+
+def fingerprint_of(key_base64: str) -> str:
+    """'AAAA...' (a public key as known_hosts writes it) -> 'SHA256:...', as ssh-keygen -l prints it."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(base64.b64decode(key_base64)).digest()).decode().rstrip("=")
+
+
+def scan_host_keys(targets: Iterable[tuple[str, int]], timeout: int = 5) -> dict[tuple[str, int], tuple[str, str]]:
+    """The key each (address, port) offers now, by ssh-keyscan, all at once: {(address, port): (type,
+    fingerprint)}, the preferred type when a host has several; hosts that do not answer are left out."""
+    by_port: dict[int, list[str]] = {}
+    for address, port in targets:
+        by_port.setdefault(port, []).append(address)
+    found: dict[tuple[str, int], tuple[str, str]] = {}
+    keyscan = shutil.which("ssh-keyscan")
+    if keyscan is None:
+        log.warning("ssh-keyscan is not installed: the keys of hosts without an accepted key are not recorded")
+        return found
+    for port, addresses in by_port.items():
+        named = {known_hosts_name(a, port): a for a in addresses}
+        try:
+            result = subprocess.run([keyscan, "-T", str(timeout), "-p", str(port), "--", *addresses],  # noqa: S603
+                                    capture_output=True, text=True, timeout=timeout + 30, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.warning("ssh-keyscan failed: %s", exc)
+            continue
+        offered: dict[str, dict[str, str]] = {}
+        for line in result.stdout.splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and not line.startswith("#") and parts[0].lower() in named:
+                offered.setdefault(parts[0].lower(), {})[parts[1]] = parts[2]
+        for host, keys in offered.items():
+            key_type = min(keys, key=lambda t: _KEY_PREFERENCE.index(t) if t in _KEY_PREFERENCE else 99)
+            try:
+                found[(named[host], port)] = (key_type, fingerprint_of(keys[key_type]))
+            except ValueError:
+                continue
+    return found
+
+
+def _record_offered(keys: dict[tuple[str, int], tuple[str, str]]) -> bool:
+    """Record the keys hosts offered as waiting for a technician (the host keys page shows them)."""
+    try:
+        with commit_scope() as session:
+            for (address, port), (key_type, fingerprint) in sorted(keys.items()):
+                record_contact(session, address, port, key_type, fingerprint)
+        return True
+    except sa.exc.SQLAlchemyError as exc:  # (another run recorded the same key meanwhile)
+        db.session.remove()
+        log.warning("offered host keys not recorded: %s", type(exc).__name__)
+        return False
+
+
+def refuse_hosts_without_keys(inventory: Inventory, hosts: list[str]) -> str:
+    """The refusal of a run whose hosts have no accepted key, naming them; the keys they offer now are recorded
+    as waiting for a technician, so that accepting them is one click on the host keys page."""
+    where = {h: _where(inventory.hosts[h], h) for h in hosts}
+    offered = scan_host_keys(where.values())
+    recorded = bool(offered) and _record_offered(offered)
+    names = ", ".join(f"{h} ({known_hosts_name(*where[h])})" for h in hosts)
+    return (f"No accepted SSH host key for {names}: a technician must accept each host's key before a job may "
+            f"connect to it (Devices › Host keys)."
+            + (" The keys they offer now wait there, to be compared with the hosts' own and accepted."
+               if recorded else ""))
+
+
+def refused_host_keys(inventory: Inventory, hosts: Iterable[str], run_dir: Path) -> str:
+    """After a run: the hosts whose key ssh refused because it was not the accepted one, named with both
+    fingerprints; the offered keys are recorded as waiting next to the pinned ones."""
+    try:
+        lines = (ssh_dir(run_dir) / "offered").read_text().splitlines()
+    except OSError:
+        return ""
+    by_name = {known_hosts_name(*_where(inventory.hosts[h], h)): h for h in hosts}
+    refusals: dict[str, tuple[str, str]] = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 3 and parts[0] in by_name:
+            refusals[by_name[parts[0]]] = (parts[1], parts[2])
+    if not refusals:
+        return ""
+    _record_offered({_where(inventory.hosts[h], h): keys for h, keys in refusals.items()})
+    messages = []
+    for host, (_key_type, offered) in sorted(refusals.items()):
+        pinned = (inventory.hosts[host].get("vcops_host_key") or {}).get("fingerprint", "?")
+        messages.append(f"{host} ({known_hosts_name(*_where(inventory.hosts[host], host))}) offered the SSH host "
+                        f"key {offered}, not the accepted {pinned}: the connection was refused. If the host was "
+                        f"reinstalled or replaced, compare its new key and accept it (Devices › Host keys).")
+    return " ".join(messages)
 
 
 # ---------------------------------------------------------------- which hosts a run works on
@@ -284,9 +531,12 @@ def process_alive(pid: int) -> bool:
 
 
 def run_processes(pgid: int | None, run_dir: str) -> list[int]:
-    """Live processes of a run: its process group, and any process carrying the run's mark."""
+    """Live processes of a run: its process group, any process carrying the run's mark, and the run's shared
+    SSH connections (ssh names its masters "ssh: <control socket> [mux]" over the memory that held its
+    environment, so they are known by their socket's folder)."""
     found = []
     mark = f"{RUN_MARK}={run_dir}".encode() + b"\0"
+    sockets = f"ssh: {control_dir(Path(run_dir))}/".encode() if run_dir else b""
     for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
@@ -298,7 +548,7 @@ def run_processes(pgid: int | None, run_dir: str) -> list[int]:
             continue
         if run_dir:
             try:
-                if mark in (entry / "environ").read_bytes():
+                if mark in (entry / "environ").read_bytes() or (entry / "cmdline").read_bytes().startswith(sockets):
                     found.append(int(entry.name))
             except OSError:
                 continue
@@ -357,6 +607,7 @@ def _take_hosts(job_id: int, hosts: list[str]) -> str:
                     holder = session.get(Job, holders[0], with_for_update=True, populate_existing=True)
                     if holder is not None and not holder.finished:
                         job.waiting_for_job_id = holder.id
+                        job.worker = ""  # back in the queue's hands: the holder's end queues it again
                         return "wait"
                     continue
                 session.add_all(JobHost(host=h, job_id=job_id) for h in hosts)
@@ -398,9 +649,12 @@ def _fail(job_id: int, message: str) -> None:
 def run_job(job_id: int) -> None:
     """Carry out a queued job (the outbox handler of "jobs.run"); a job that is not queued is left alone."""
     with commit_scope() as session:
-        job = session.get(Job, job_id)
+        job = session.get(Job, job_id, with_for_update=True)
         if job is None or job.state is not JobState.QUEUED:
             return
+        # Claimed: should this worker die before the run starts, the reaper (service.reap_lost_claims) marks
+        # the job lost instead of leaving it queued with nobody to run it.
+        job.worker = worker_name()
         plan = _Plan(job.id, Path(current_app.config["PLAYBOOK_DIR"]) / job.playbook, job.limit, job.tags,
                      job.check_mode, dict(job.extra_vars or {}),
                      build_inventory(session, job.template.credential_id))
@@ -414,7 +668,13 @@ def run_job(job_id: int) -> None:
     try:
         _run_in(plan, run_dir)
     finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        remove_run_dir(run_dir)
+
+
+def remove_run_dir(run_dir: Path) -> None:
+    """Remove a run's private data directory (it holds opened credentials) and its SSH control folder."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    shutil.rmtree(control_dir(run_dir), ignore_errors=True)
 
 
 def _run_in(plan: _Plan, run_dir: Path) -> None:
@@ -434,6 +694,10 @@ def _run_in(plan: _Plan, run_dir: Path) -> None:
     if not hosts:
         _fail(plan.job_id, f"No host matches the playbook's hosts within the limit {plan.limit or '(none)'}.")
         return
+    unpinned = hosts_without_keys(plan.inventory, hosts)
+    if unpinned:  # refused before anything connects to them
+        _fail(plan.job_id, refuse_hosts_without_keys(plan.inventory, unpinned))
+        return
     if _take_hosts(plan.job_id, hosts) != "run":
         return
     outcome = _RunOutcome()
@@ -448,10 +712,19 @@ def _run_in(plan: _Plan, run_dir: Path) -> None:
         run_inventory = Inventory(plan.inventory.hosts, plan.inventory.groups,
                                   {h: c for h, c in plan.inventory.credential_of.items() if h in hosts})
         write_inventory(run_inventory, run_dir / "inventory" / "hosts.yml", logins, run_dir / "keys")
+        write_host_keys(plan.inventory, hosts, run_dir)
+        control_dir(run_dir).mkdir(mode=0o700, exist_ok=True)
         if plan.extra_vars:
             _write_private(run_dir / "env" / "extravars",
                            yaml.dump(_unsafe(plan.extra_vars), Dumper=_InventoryDumper, allow_unicode=True))
-        _run_playbook(plan, run_dir, scrub, outcome)
+        try:
+            _run_playbook(plan, run_dir, scrub, outcome)
+        finally:
+            # The shared SSH connections outlive ansible-playbook by ControlPersist: end them with the run.
+            end_processes(None, str(run_dir))
+        refused = refused_host_keys(plan.inventory, hosts, run_dir)
+        if refused:
+            outcome.error = f"{outcome.error} {refused}".strip()
     except CredentialKeyError as exc:
         outcome.error = f"The credentials cannot be opened: {exc}"
     except Exception as exc:  # whatever broke, the job ends with the reason and its hosts are freed
@@ -475,12 +748,13 @@ class _RunOutcome:
     artifact_dir: str = ""
 
 
-def _env(run_dir: Path) -> dict[str, str]:
-    venv_bin = str(Path(sys.executable).parent)  # ansible-playbook sits beside the worker's Python
-    return {"PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", os.defpath)]),
-            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_LOCAL_TEMP": str(run_dir / "tmp"),
-            "ANSIBLE_RETRY_FILES_ENABLED": "0", RUN_MARK: str(run_dir),
-            "ANSIBLE_LIBRARY": str(PROJECT_ROOT / "playbooks" / "library")}  # the vcops_xapi module
+def app_settings() -> dict[str, Any]:
+    """The app's choices for ansible_settings() (JOB_FORKS, JOB_FACT_CACHE_SECONDS)."""
+    config = current_app.config
+    seconds = config.get("JOB_FACT_CACHE_SECONDS")
+    seconds = DEFAULT_FACT_CACHE_SECONDS if seconds is None else int(seconds)
+    return {"forks": int(config.get("JOB_FORKS") or DEFAULT_FORKS), "fact_cache_seconds": seconds,
+            "fact_cache": fact_cache_dir() if seconds > 0 else None}
 
 
 def _run_playbook(plan: _Plan, run_dir: Path, scrub: Scrubber, outcome: _RunOutcome) -> None:
@@ -489,28 +763,12 @@ def _run_playbook(plan: _Plan, run_dir: Path, scrub: Scrubber, outcome: _RunOutc
     job_id = plan.job_id
     state = {"pid_recorded": False, "checked": 0.0, "cancel": False}
 
+    writer = EventWriter(current_app._get_current_object(), job_id, scrub)
+
     def on_event(event: dict[str, Any]) -> bool:
-        kind, status = classify(event)
-        data = event.get("event_data") or {}
-        if kind == "stats":
-            outcome.stats = data
-        values: dict[str, Any] = {}
-        if not state["pid_recorded"] and event.get("pid"):
-            state["pid_recorded"] = True
-            values = {"pid": int(event["pid"]), "pgid": _pgid(int(event["pid"]))}
-        row = JobEvent(job_id=job_id, seq=int(event.get("counter") or 0), type=kind,
-                       event=str(event.get("event", ""))[:60], host=str(data.get("host") or "")[:255],
-                       task=scrub.text(str(data.get("task") or data.get("play") or ""))[:500], status=status,
-                       stdout=scrub.text(_ANSI.sub("", str(event.get("stdout") or "")).replace("\r\n", "\n")))
-        try:
-            with commit_scope() as session:  # one short transaction per event: the page sees it at once
-                session.add(row)
-                backup_from_event(session, job_id, event, scrub.text)  # a backup job's configurations
-                if values:
-                    session.execute(sa.update(Job).where(Job.id == job_id).values(**values))
-        except Exception as exc:
-            db.session.remove()
-            log.warning("job %s: event %s not stored: %s", job_id, row.seq, type(exc).__name__)
+        if event.get("event") == "playbook_on_stats":
+            outcome.stats = event.get("event_data") or {}
+        writer.put(event)  # stored by the writer's thread: ansible-playbook's output is read on at once
         return True
 
     def on_status(data: dict[str, Any], runner_config: Any = None) -> None:
@@ -528,22 +786,118 @@ def _run_playbook(plan: _Plan, run_dir: Path, scrub: Scrubber, outcome: _RunOutc
         return state["cancel"]
 
     timeout = int(current_app.config.get("JOB_TIMEOUT") or 0)
+    settings = ansible_settings(run_dir, **app_settings())
     cmdline = "--check --diff" if plan.check else None
     runner = init_runner(private_data_dir=str(run_dir), project_dir=str(plan.playbook.parent),
                          playbook=str(plan.playbook), inventory=str(run_dir / "inventory" / "hosts.yml"),
                          limit=plan.limit or None, tags=plan.tags or None, cmdline=cmdline, ident="run",
-                         envvars=_env(run_dir), quiet=True, timeout=timeout or None, rotate_artifacts=0,
+                         envvars=settings, quiet=True, timeout=timeout or None, rotate_artifacts=0,
+                         # ansible-runner would point the fact cache at the run's own artifacts (empty at each
+                         # run): the settings' cache is the app's.
+                         fact_cache_type="",
                          settings={"pexpect_timeout": 0.25, "pexpect_use_poll": True},
                          event_handler=on_event, status_handler=on_status, cancel_callback=cancel_requested)
     # ansible-playbook inherits only what it needs of the worker's environment (see _INHERITED_ENV).
-    added = _env(run_dir)
     runner.config.env = {k: v for k, v in runner.config.env.items()
-                         if k in added or k not in os.environ or os.environ.get(k) != v or _INHERITED_ENV.match(k)}
+                         if k in settings or k not in os.environ or os.environ.get(k) != v or _INHERITED_ENV.match(k)}
     outcome.artifact_dir = runner.config.artifact_dir
-    status, rc = runner.run()
+    writer.start()
+    try:
+        status, rc = runner.run()
+    finally:
+        writer.close()  # every event is stored before the job is marked ended
     outcome.status, outcome.rc = status, rc
     if status == "timeout":
         outcome.error = f"Stopped after {timeout} seconds (VCOPS_JOB_TIMEOUT)."
+
+
+class EventWriter:
+    """Stores a run's events on a thread of its own, in order, a batch per short transaction: the events that
+    came while the last batch was written, within EVENT_BATCH_SECONDS (so the job page shows a line a fraction
+    of a second after Ansible printed it). The reading of ansible-playbook's output never waits for the
+    database, and a run of 20 hosts writes tens of transactions instead of a thousand. A batch that cannot be
+    stored is stored again one event at a time, so one bad event loses no other."""
+
+    _END = object()
+
+    def __init__(self, app: Any, job_id: int, scrub: Scrubber) -> None:
+        self.app = app
+        self.job_id = job_id
+        self.scrub = scrub
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._work, name=f"job-{job_id}-events", daemon=True)
+        self.pid_recorded = False
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def put(self, event: dict[str, Any]) -> None:
+        self.queue.put(event)
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.queue.put(self._END)
+            self.thread.join()
+
+    def _work(self) -> None:
+        with self.app.app_context():
+            ended = False
+            while not ended:
+                batch = [self.queue.get()]
+                deadline = time.monotonic() + EVENT_BATCH_SECONDS
+                while len(batch) < EVENT_BATCH_MAX and batch[-1] is not self._END:
+                    try:
+                        batch.append(self.queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                    except queue.Empty:
+                        break
+                if batch[-1] is self._END:
+                    ended = True
+                    batch.pop()
+                if batch:
+                    self._store(batch)
+            db.session.remove()
+
+    def _row(self, event: dict[str, Any]) -> JobEvent:
+        kind, status = classify(event)
+        data = event.get("event_data") or {}
+        text = self.scrub.text
+        return JobEvent(job_id=self.job_id, seq=int(event.get("counter") or 0), type=kind,
+                        event=str(event.get("event", ""))[:60], host=str(data.get("host") or "")[:255],
+                        task=text(str(data.get("task") or data.get("play") or ""))[:500], status=status,
+                        stdout=text(_ANSI.sub("", str(event.get("stdout") or "")).replace("\r\n", "\n")))
+
+    def _store(self, events: list[dict[str, Any]]) -> None:
+        values: dict[str, Any] = {}
+        if not self.pid_recorded:
+            pid = next((int(e["pid"]) for e in events if e.get("pid")), None)
+            if pid is not None:
+                values = {"pid": pid, "pgid": _pgid(pid)}
+        try:
+            self._transaction(events, values)
+        except Exception:
+            db.session.remove()
+            if len(events) == 1 and not values:
+                log.warning("job %s: event %s not stored", self.job_id, events[0].get("counter"), exc_info=True)
+                return
+            for event in events:  # one at a time: the others are kept
+                try:
+                    self._transaction([event], {})
+                except Exception as exc:
+                    db.session.remove()
+                    log.warning("job %s: event %s not stored: %s", self.job_id, event.get("counter"),
+                                type(exc).__name__)
+            if values:
+                self._transaction([], values)
+        if values:
+            self.pid_recorded = True
+
+    def _transaction(self, events: list[dict[str, Any]], values: dict[str, Any]) -> None:
+        with commit_scope() as session:
+            session.add_all(self._row(e) for e in events)
+            for event in events:
+                backup_from_event(session, self.job_id, event, self.scrub.text)  # a backup job's configurations
+            if values:
+                session.execute(sa.update(Job).where(Job.id == self.job_id).values(**values))
 
 
 def _pgid(pid: int) -> int | None:
@@ -616,7 +970,7 @@ def reap_lost_jobs(session: so.Session) -> list[int]:
                 log.error("job %s: processes of the run survive SIGKILL; not marked lost yet", job.id)
                 continue
             if job.run_dir:
-                shutil.rmtree(job.run_dir, ignore_errors=True)  # it holds opened credentials
+                remove_run_dir(Path(job.run_dir))  # it holds opened credentials
         job.mark_lost()
         job.error = f"The worker {job.worker} stopped during the run."
         job.run_dir = ""

@@ -1,7 +1,7 @@
 """Fixtures of the Linux playbook tests: an app that commits for real, whose inventory holds Linux test hosts
 (network namespaces with their own sshd and view of the filesystem, tests/hosts.py) as media servers or link
-routers, logged into with the lab's key through a credential of the vault; and a worker that carries out the
-queued jobs."""
+routers, logged into with the lab's key through a credential of the vault, each host's key accepted (pinned)
+as a technician would; and a worker that carries out the queued jobs."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from app.auth.models import Role, User
 from app.auth.service import create_user
 from app.config import PROJECT_ROOT
 from app.db import commit_scope, db
+from app.devices.models import HostKey, HostKeyState
 from app.provisioning import service, vault
 from app.provisioning.models import Job, JobEvent
 from app.queue import outbox
@@ -66,16 +67,20 @@ class Bed:
         return "".join(e.stdout + "\n" for e in self.events(job.id) if e.stdout) + (job.error or "")
 
 
+def pin_host_key(session: Any, host: LabHost) -> None:
+    """Accept the test host's key, as a technician does after comparing its fingerprint."""
+    session.add(HostKey(address=host.address, port=host.port, key_type="ssh-ed25519",
+                        fingerprint=host.host_key_fingerprint(), state=HostKeyState.ACCEPTED))
+
+
 @pytest.fixture
 def linux_bed(fresh_app: Callable[..., Any], ssh_hosts: Callable[..., list[LabHost]], tmp_path: Path,  # noqa: F811
-              monkeypatch: pytest.MonkeyPatch) -> Callable[..., Bed]:
+              ) -> Callable[..., Bed]:
     """make(n, kind) -> a bed whose inventory holds N Linux test hosts of that kind (media_server, link_router)."""
     if not HAS_ANSIBLE:
         pytest.skip("ansible-playbook is not installed beside the test's Python")
-    # A test host's key is new at each run: nothing to pin it against (production pins keys; not this test).
-    monkeypatch.setenv("ANSIBLE_HOST_KEY_CHECKING", "False")
 
-    def make(n: int, kind: HostKind, backend: str = "sqlite") -> Bed:
+    def make(n: int, kind: HostKind, backend: str = "sqlite", pinned: bool = True) -> Bed:
         hosts = ssh_hosts(n, "linux")
         app = fresh_app(backend, PLAYBOOK_DIR=str(PLAYBOOKS), JOB_WORK_DIR=str(tmp_path / "work"))
         with app.app_context():
@@ -89,6 +94,8 @@ def linux_bed(fresh_app: Callable[..., Any], ssh_hosts: Callable[..., list[LabHo
                 site.path = f"/{site.id}/"
                 for i, host in enumerate(hosts, 1):
                     session.add(ManagedHost(site_id=site.id, name=f"h{i}", kind=kind, mgmt_address=host.address))
+                    if pinned:
+                        pin_host_key(session, host)
                 user = create_user(session, "tech@example.com", Role.TECHNICIAN, "correct horse battery")
                 credential = vault.create_credential(session, "lab key", "ssh_key", "root", hosts[0].private_key_text)
                 vault.assign_credential(session, credential, kind.value)
