@@ -1,8 +1,10 @@
 """The firmware store: technicians upload software images, VCOps records their size and SHA-256, and the
 firmware upgrade playbook hands the devices a download link signed for one image.
 
-An upload streams into a temporary file beside the store (hashing as it goes) and is renamed to a generated
-name only when it is whole and its fields are valid; a transaction that rolls back removes the file again.
+An upload streams into a temporary file beside the store, hashed chunk by chunk as the form parser writes it
+(IncomingImage: never whole in memory, written once), up to FIRMWARE_MAX_MB; it is renamed to a generated
+name only when it is whole and its fields are valid, and removed otherwise; a transaction that rolls back
+removes the stored file again.
 The signed link names the image and its checksum: a link to an image that was replaced or removed fails.
 """
 
@@ -28,6 +30,7 @@ from app.meetings.documents import drop_after_commit, written
 from app.provisioning.firmware_models import FIRMWARE_FOLDER, FirmwareImage
 
 CHUNK = 1024 * 1024
+MB = 1024 * 1024
 TOKEN_SALT = "firmware"  # noqa: S105 (a salt that separates these links from others, not a secret)
 # Long enough for a night's upgrade window across the province, short enough that a leaked link dies.
 TOKEN_MAX_AGE_SECONDS = 3 * 24 * 3600
@@ -74,13 +77,96 @@ def _check_fields(vendor: str, model: str, version: str) -> dict[str, list[str]]
     return problems
 
 
+def upload_limit() -> int:
+    """The largest image accepted, in bytes (FIRMWARE_MAX_MB)."""
+    return int(current_app.config.get("FIRMWARE_MAX_MB") or 2048) * MB
+
+
+def too_large_message() -> str:
+    return _("The image is larger than %(limit)s MB.", limit=upload_limit() // MB)
+
+
+class _HashingFile:
+    """The file part as the form parser writes it: into the store's temporary file, hashed as it goes."""
+
+    def __init__(self, incoming: IncomingImage, fh: IO[bytes]) -> None:
+        self._incoming = incoming
+        self._fh = fh
+
+    def write(self, data: bytes) -> int:
+        self._incoming.size += len(data)
+        self._incoming.digest.update(data)
+        return self._fh.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
+
+
+class IncomingImage:
+    """An image on its way into the store. `stream_factory` is Werkzeug's hook for where an uploaded file is
+    written (Request._get_file_stream): the first file part goes to a temporary file in the store's folder,
+    hashed chunk by chunk; store_upload() renames it into place; discard() removes it unless it was stored
+    (call it whatever happened)."""
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self.size = 0
+        self.digest = hashlib.sha256()
+        self._file: IO[bytes] | None = None
+        self.stored = False
+
+    def stream_factory(self, total_content_length: int | None, content_type: str | None, filename: str | None,
+                       content_length: int | None = None) -> IO[bytes]:
+        if self._file is not None:  # another file part than the image: kept aside, thrown away
+            return tempfile.TemporaryFile()  # (Werkzeug closes it with the request)
+        target = folder()
+        target.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=target, prefix=".upload-", suffix=".part")
+        self.path = Path(name)
+        self._file = os.fdopen(fd, "w+b")
+        return _HashingFile(self, self._file)  # type: ignore[return-value]
+
+    def copy_from(self, stream: IO[bytes], limit: int) -> None:
+        """Take the image from a stream (a script, a test), in chunks, stopping past `limit` bytes."""
+        out = self.stream_factory(None, None, None)
+        while chunk := stream.read(CHUNK):
+            out.write(chunk)
+            if self.size > limit:
+                break
+
+    def keep(self, target: Path) -> None:
+        assert self._file is not None and self.path is not None
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        os.replace(self.path, target)
+        self.stored = True
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        if self.path is not None and not self.stored:
+            self.path.unlink(missing_ok=True)
+
+
 def store_image(session: so.Session, stream: IO[bytes], filename: str, vendor: str, model: str, version: str,
                 user: User | None, max_bytes: int | None = None) -> FirmwareImage:
+    """Store an image read from a stream; see store_upload()."""
+    incoming = IncomingImage()
+    try:
+        incoming.copy_from(stream, max_bytes or upload_limit())
+        return store_upload(session, incoming, filename, vendor, model, version, user, max_bytes)
+    finally:
+        incoming.discard()
+
+
+def store_upload(session: so.Session, incoming: IncomingImage, filename: str, vendor: str, model: str,
+                 version: str, user: User | None, max_bytes: int | None = None) -> FirmwareImage:
     """Store an uploaded image with its size and SHA-256; Invalid for bad fields, an empty or too large file,
-    Conflict when the vendor's model already has an image of that version. Nothing is left behind on refusal."""
+    Conflict when the vendor's model already has an image of that version. The caller discards `incoming`
+    afterwards: nothing is left behind on refusal."""
     vendor, model, version = vendor.strip().lower(), model.strip(), version.strip()
     problems = _check_fields(vendor, model, version)
-    if not filename:
+    if not filename or incoming.path is None:
         problems["file"] = [_("Choose the image file.")]
     if problems:
         raise Invalid(_("The firmware image cannot be stored as it is."), problems)
@@ -90,34 +176,19 @@ def store_image(session: so.Session, stream: IO[bytes], filename: str, vendor: s
         raise Conflict(_("An image of %(vendor)s %(model)s version %(version)s is stored already.",
                          vendor=vendor, model=model or "*", version=version),
                        {"version": [_("Already stored.")]}, code="duplicate")
-    limit = max_bytes or int(current_app.config.get("MAX_CONTENT_LENGTH") or 0) or 2**40
-    target_folder = folder()
-    target_folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target_folder, prefix=".upload-", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        digest, size = hashlib.sha256(), 0
-        with os.fdopen(fd, "wb") as out:
-            while chunk := stream.read(CHUNK):
-                size += len(chunk)
-                if size > limit:
-                    raise Invalid(_("The image is larger than %(limit)s MB.", limit=limit // (1024 * 1024)),
-                                  {"file": [_("too large")]}, code="file_too_large")
-                digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        if size == 0:
-            raise Invalid(_("The image file is empty."), {"file": [_("empty")]}, code="file_empty")
-        storage_name = f"{uuid.uuid4().hex}.img"
-        os.replace(tmp, target_folder / storage_name)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    written(session, target_folder / storage_name)  # removed again if the transaction rolls back
-    image = FirmwareImage(vendor=vendor, model=model, version=version, storage_name=storage_name, size=size,
-                          filename=clean_filename(filename),
-                          sha256=digest.hexdigest(), uploaded_by_id=user.id if user else None)
+    limit = max_bytes or upload_limit()
+    if incoming.size > limit:
+        raise Invalid(_("The image is larger than %(limit)s MB.", limit=limit // MB),
+                      {"file": [_("too large")]}, code="file_too_large")
+    if incoming.size == 0:
+        raise Invalid(_("The image file is empty."), {"file": [_("empty")]}, code="file_empty")
+    storage_name = f"{uuid.uuid4().hex}.img"
+    target = folder() / storage_name
+    incoming.keep(target)
+    written(session, target)  # removed again if the transaction rolls back
+    image = FirmwareImage(vendor=vendor, model=model, version=version, storage_name=storage_name,
+                          size=incoming.size, filename=clean_filename(filename),
+                          sha256=incoming.digest.hexdigest(), uploaded_by_id=user.id if user else None)
     session.add(image)
     session.flush()
     return image
@@ -135,8 +206,13 @@ def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=TOKEN_SALT)
 
 
+# The link names the image and the start of its checksum (64 bits: enough to tell a replaced image): devices
+# take URLs of at most 255 characters (Cisco's SoftwareUpgrade URL), so the token stays short.
+TOKEN_SHA256_CHARS = 16
+
+
 def download_token(image: FirmwareImage) -> str:
-    return _serializer().dumps({"id": image.id, "sha256": image.sha256})
+    return _serializer().dumps([image.id, image.sha256[:TOKEN_SHA256_CHARS]])
 
 
 def image_for_token(session: so.Session, token: str) -> FirmwareImage:
@@ -145,10 +221,21 @@ def image_for_token(session: so.Session, token: str) -> FirmwareImage:
         data = _serializer().loads(token, max_age=TOKEN_MAX_AGE_SECONDS)
     except (BadSignature, SignatureExpired):
         raise NotFound(_("This firmware link is not valid or has expired.")) from None
-    image = session.get(FirmwareImage, int(data.get("id", 0))) if isinstance(data, dict) else None
-    if image is None or image.sha256 != data.get("sha256"):
+    if isinstance(data, dict):  # links signed before the token was shortened
+        data = [data.get("id"), str(data.get("sha256") or "")[:TOKEN_SHA256_CHARS]]
+    image = None
+    if isinstance(data, list) and len(data) == 2 and isinstance(data[0], int) and isinstance(data[1], str):
+        image = session.get(FirmwareImage, data[0])
+    if image is None or len(data[1]) != TOKEN_SHA256_CHARS or image.sha256[:TOKEN_SHA256_CHARS] != data[1]:
         raise NotFound(_("This firmware link is not valid or has expired."))
     return image
+
+
+PLAYBOOK = "firmware_upgrade.yml"  # the playbook whose launch form offers the images
+
+
+def image_label(image: FirmwareImage) -> str:
+    return f"{image.vendor} {image.model or '*'} {image.version} ({image.filename})"
 
 
 def launch_vars(image: FirmwareImage, url: str) -> dict[str, Any]:

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, current_app, flash, redirect, render_template, send_file, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
+from werkzeug.exceptions import RequestEntityTooLarge
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
 from app.auth.permissions import public, require
 from app.db import db
 from app.errors import DomainError, NotFound
+from app.extensions import csrf
 from app.provisioning import firmware
 from app.provisioning.firmware_models import FirmwareImage
 
@@ -35,7 +37,8 @@ class UploadForm(FlaskForm):
     file = FileField(_l("Image file"), validators=[FileRequired()])
 
 
-def _link(image: FirmwareImage) -> str:
+def signed_link(image: FirmwareImage) -> str:
+    """The address devices (and the play's checksum step) fetch the image from: signed for it, expiring."""
     return url_for("firmware.signed_download", token=firmware.download_token(image), filename=image.filename,
                    _external=True)
 
@@ -46,33 +49,58 @@ def image_list() -> ResponseReturnValue:
     return render_template("firmware/list.html", images=firmware.list_images(db.session))
 
 
+# Room in the request for the form's other fields, beside the image itself.
+FORM_ROOM = 64 * 1024
+
+
 @bp.route("/upload", methods=["GET", "POST"])
 @require("jobs.launch")
+@csrf.exempt  # not by the app-wide hook, which would read the body under the app-wide limit: the form checks it
 def upload() -> ResponseReturnValue:
-    form = UploadForm()
-    if not form.validate_on_submit():
-        status = 422 if form.is_submitted() else 200
-        return render_template("firmware/upload.html", form=form), status
+    incoming = firmware.IncomingImage()
+    if request.method == "POST":
+        # This route alone takes bodies up to FIRMWARE_MAX_MB (the app's MAX_CONTENT_LENGTH stays for the
+        # others), and the image goes straight to the store's folder, hashed as it comes.
+        request.max_content_length = firmware.upload_limit() + FORM_ROOM
+        request._get_file_stream = incoming.stream_factory  # type: ignore[method-assign]  # Werkzeug's hook
     try:
-        image = firmware.store_image(db.session, form.file.data.stream, form.file.data.filename or "",
-                                     form.vendor.data or "", form.model.data or "", form.version.data or "",
-                                     current_user)
-    except DomainError as error:
-        for name, messages in error.fields.items():
-            if name in form:
-                form[name].errors = list(messages)
-        flash(error.message, "error")
-        return render_template("firmware/upload.html", form=form), error.status
+        try:
+            form = UploadForm()  # reads the request's body
+        except RequestEntityTooLarge:
+            form = UploadForm(formdata=None)
+            message = firmware.too_large_message()
+            form.file.errors = [message]
+            flash(message, "error")
+            return render_template("firmware/upload.html", form=form, limit_mb=_limit_mb()), 413
+        if not form.validate_on_submit():
+            status = 422 if form.is_submitted() else 200
+            return render_template("firmware/upload.html", form=form, limit_mb=_limit_mb()), status
+        try:
+            image = firmware.store_upload(db.session, incoming, form.file.data.filename or "",
+                                          form.vendor.data or "", form.model.data or "", form.version.data or "",
+                                          current_user)
+        except DomainError as error:
+            for name, messages in error.fields.items():
+                if name in form:
+                    form[name].errors = list(messages)
+            flash(error.message, "error")
+            return render_template("firmware/upload.html", form=form, limit_mb=_limit_mb()), error.status
+    finally:
+        incoming.discard()  # a refused or broken-off upload leaves no file behind
     flash(_("Image %(version)s stored; its SHA-256 is %(sha256)s.", version=image.version, sha256=image.sha256),
           "success")
     return redirect(url_for("firmware.image_show", image_id=image.id))
+
+
+def _limit_mb() -> int:
+    return firmware.upload_limit() // firmware.MB
 
 
 @bp.get("/<int:image_id>")
 @require("jobs.view")
 def image_show(image_id: int) -> ResponseReturnValue:
     image = firmware.get_image(db.session, image_id)
-    extra_vars = json.dumps(firmware.launch_vars(image, _link(image)), indent=2, ensure_ascii=False)
+    extra_vars = json.dumps(firmware.launch_vars(image, signed_link(image)), indent=2, ensure_ascii=False)
     return render_template("firmware/show.html", image=image, extra_vars=extra_vars,
                            max_age_hours=firmware.TOKEN_MAX_AGE_SECONDS // 3600)
 

@@ -121,6 +121,11 @@ class TemplateForm(FlaskForm):
 
 
 class LaunchForm(FlaskForm):
+    # Only for firmware_upgrade.yml (the view removes it otherwise): the image fills the playbook's variables.
+    firmware_image = SelectField(_l("Firmware image"), coerce=optional_int, validators=[Optional()],
+                                 description=_l("The image to install; its link, SHA-256 and version become the "
+                                                "extra variables firmware_url, firmware_sha256 and "
+                                                "firmware_version."))
     limit = text(_l("Limit"), 500, description=_l("Hosts or groups; empty: every host the playbook names."))
     tags = text(_l("Tags"), 500)
     check_mode = BooleanField(_l("Check mode: show what would change, change nothing"))

@@ -21,9 +21,10 @@ from wtforms.fields.choices import SelectChoice
 
 from app.auth.permissions import require
 from app.db import db
-from app.errors import DomainError
+from app.errors import DomainError, Invalid
 from app.pagination import paginate_request
-from app.provisioning import service, vault
+from app.provisioning import firmware, service, vault
+from app.provisioning.firmware_routes import signed_link
 from app.provisioning.forms import (
     LABELS,
     AssignForm,
@@ -227,18 +228,37 @@ def template_launch(template_id: int) -> ResponseReturnValue:
         form.limit.data, form.tags.data = template.default_limit, template.tags
     if not template.check_allowed:
         del form.check_mode
-    context = {"template": template}
+    images = firmware.list_images(db.session) if template.playbook == firmware.PLAYBOOK else None
+    if images is None:
+        del form.firmware_image
+    else:
+        form.firmware_image.choices = [SelectChoice("", _("Choose an image"))] + [
+            SelectChoice(str(i.id), firmware.image_label(i)) for i in images]
+    context = {"template": template, "images": images}
     if not form.validate_on_submit():
         return _form_page(form, "jobs/launch.html", **context)
     try:
+        extra_vars = _launch_vars(form)
         job = service.launch_job(db.session, template, current_user, limit=form.limit.data, tags=form.tags.data,
                                  check=bool(getattr(form, "check_mode", None) and form.check_mode.data),
-                                 extra_vars=form.extra_vars.data, override=bool(form.override.data),
+                                 extra_vars=extra_vars, override=bool(form.override.data),
                                  override_reason=form.override_reason.data or "")
     except DomainError as error:
         return _refused(error, form, "jobs/launch.html", **context)
     flash(_("Job #%(id)s queued.", id=job.id), "success")
     return redirect(url_for(".job_detail", job_id=job.id))
+
+
+def _launch_vars(form: LaunchForm) -> dict[str, Any] | str:
+    """The launch's extra variables; for the firmware upgrade, the chosen image's laid over them."""
+    if "firmware_image" not in form:
+        return form.extra_vars.data
+    if form.firmware_image.data is None:
+        raise Invalid(_("Choose the firmware image to install."),
+                      {"firmware_image": [_("Choose one of the uploaded images.")]})
+    image = firmware.get_image(db.session, form.firmware_image.data)
+    return {**service.clean_extra_vars(form.extra_vars.data),
+            **firmware.launch_vars(image, signed_link(image))}
 
 
 # ---------------------------------------------------------------- credentials

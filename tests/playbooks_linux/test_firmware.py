@@ -16,6 +16,7 @@ from werkzeug.serving import make_server
 from app.auth.models import Role, User
 from app.auth.service import create_user
 from app.db import commit_scope, db
+from app.devices.models import HostKey, HostKeyState
 from app.provisioning import firmware
 from app.provisioning.firmware_models import FirmwareImage
 from app.provisioning.models import JobState
@@ -112,9 +113,12 @@ def test_a_wrong_checksum_stops_the_upgrade_at_the_first_endpoint_before_anythin
             session.add(site)
             session.flush()
             site.path = f"/{site.id}/"
-            # Addresses in the test range that nothing answers: the run must never get as far as the devices.
+            # Addresses in the test range that nothing answers: the run must never get as far as the devices
+            # (their keys are "accepted" so that the job is not refused before the checksum is checked).
             for room, address in (("Phong 1", "198.18.3.250"), ("Phong 2", "198.18.3.254")):
                 session.add(Endpoint(site_id=site.id, room_name=room, vendor="cisco", mgmt_address=address))
+                session.add(HostKey(address=address, port=22, key_type="ssh-ed25519", state=HostKeyState.ACCEPTED,
+                                    fingerprint="SHA256:" + hashlib.sha256(address.encode()).hexdigest()[:43]))
         user_id = db.session.scalar(sa.select(User.id).where(User.email == "technician@example.com"))
         db.session.remove()
     server, thread = _serve(store)
