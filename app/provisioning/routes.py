@@ -213,6 +213,7 @@ def template_create() -> ResponseReturnValue:
 @require("jobs.launch")
 def template_edit(template_id: int) -> ResponseReturnValue:
     template = service.get_template(db.session, template_id)
+    service.check_may_change(template, current_user)  # the page too: it would show an admin-only template's form
     form = TemplateForm(obj=template) if request.method == "GET" else TemplateForm()
     if request.method == "GET":
         form.extra_vars.data = json.dumps(template.extra_vars or {}, ensure_ascii=False, indent=2)

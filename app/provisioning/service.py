@@ -187,9 +187,7 @@ def change_template(session: so.Session, template: JobTemplate, data: dict[str, 
     """Change the fields given of a template and of its meeting-window guard settings (changes_equipment,
     expected_minutes). Only a user who may launch the template may change it: otherwise a technician could open
     an admin-only template to themselves, or mark it read-only so that it passes the guard."""
-    if not may_launch(template, user):
-        raise Forbidden(_("Your role may not launch the template %(name)s, so it may not change it.",
-                          name=template.name))
+    check_may_change(template, user)
     values = dict(data)
     guard_values = {k: values.pop(k) for k in GUARD_FIELDS if k in values}
     if values:
@@ -197,6 +195,13 @@ def change_template(session: so.Session, template: JobTemplate, data: dict[str, 
     if guard_values:
         guard.save_template_guard(session, template, **guard_values)
     return template
+
+
+def check_may_change(template: JobTemplate, user: User) -> None:
+    """Refuse (403) a user who may not launch the template: changing it would open it to them."""
+    if not may_launch(template, user):
+        raise Forbidden(_("Your role may not launch the template %(name)s, so it may not change it.",
+                          name=template.name))
 
 
 # ---------------------------------------------------------------- launching

@@ -228,6 +228,13 @@ def test_only_those_who_may_launch_a_template_change_its_guard_settings(api, cli
     login("technician")
     page = client.post(f"/jobs/templates/{template.id}/guard", data={"expected_minutes": "10"})
     assert page.status_code == 403
+    # Nor through the template's own form, which would let them add their role to it.
+    assert client.get(f"/jobs/templates/{template.id}/edit").status_code == 403
+    edited = client.post(f"/jobs/templates/{template.id}/edit", data={
+        "name": template.name, "playbook": template.playbook, "launch_roles": ["admin", "technician"]})
+    assert edited.status_code == 403
+    session.expire_all()
+    assert template.launch_roles == ["admin"]
     assert api("admin").patch(f"/api/v1/job-templates/{template.id}",
                               json={"changes_equipment": False}).status_code == 200
     assert guard.template_guard(session, template).changes_equipment is False
