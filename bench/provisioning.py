@@ -53,8 +53,9 @@ from app.provisioning.inventory import build_inventory  # noqa: E402
 from app.provisioning.models import Job, JobEvent, JobState  # noqa: E402
 from app.queue import outbox  # noqa: E402
 from app.queue.models import OutboxMessage  # noqa: E402
-from app.sites.models import Endpoint, HostKind, Level, ManagedHost, Site  # noqa: E402
+from app.sites.models import Endpoint, HostKind, ManagedHost  # noqa: E402
 from tests.hosts import HostLab, LabHost, missing_requirements  # noqa: E402
+from tests.seeds import province_site  # noqa: E402
 
 PLAYBOOKS = ROOT / "playbooks"
 VENV_BIN = Path(sys.executable).parent
@@ -82,13 +83,7 @@ def seed(app: Any, servers: list[LabHost], endpoints: list[LabHost]) -> int:
     password each), every host key accepted; returns the technician's id."""
     with app.app_context():
         with commit_scope() as session:
-            level = Level(code="province", name="Tỉnh", rank=1)
-            session.add(level)
-            session.flush()
-            site = Site(code="TQ", name="UBND tỉnh Tuyên Quang", level_id=level.id)
-            session.add(site)
-            session.flush()
-            site.path = f"/{site.id}/"
+            site = province_site(session)
             user = create_user(session, "tech@example.com", Role.TECHNICIAN, "correct horse battery")
             for i, host in enumerate(servers, 1):
                 session.add(ManagedHost(site_id=site.id, name=f"media{i:02d}", kind=HostKind.MEDIA_SERVER,

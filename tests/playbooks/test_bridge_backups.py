@@ -22,9 +22,10 @@ from app.provisioning.backup_models import ConfigBackup
 from app.provisioning.models import Job, JobState
 from app.queue import outbox
 from app.queue.models import OutboxMessage
-from app.sites.models import Bridge, Level, Site
+from app.sites.models import Bridge
 from tests.hosts import LabHost
 from tests.playbooks.conftest import Province
+from tests.seeds import province_site
 
 pytestmark = pytest.mark.skipif(not Path("/usr/sbin/nft").exists(), reason="server_baseline.yml checks its "
                                 "firewall rules with nft: apt-get install nftables")
@@ -41,13 +42,7 @@ def bridge_bed(ssh_hosts: Callable[..., list[LabHost]], fresh_app: Callable[...,
     app = fresh_app("sqlite", JOB_WORK_DIR=str(tmp_path / "work"))
     with app.app_context():
         with commit_scope() as session:
-            level = Level(code="province", name="Tỉnh", rank=1)
-            session.add(level)
-            session.flush()
-            site = Site(code="TQ", name="UBND tỉnh Tuyên Quang", level_id=level.id)
-            session.add(site)
-            session.flush()
-            site.path = f"/{site.id}/"
+            site = province_site(session)
             bridge = Bridge(name="mcu-tq", vendor="VCOps media", site_id=site.id, mgmt_address=host.address,
                             sip_address="mcu@vc.tuyenquang.example.com", total_ports=40)
             session.add(bridge)

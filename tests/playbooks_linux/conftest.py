@@ -24,8 +24,9 @@ from app.provisioning import service, vault
 from app.provisioning.models import Job, JobEvent
 from app.queue import outbox
 from app.queue.models import OutboxMessage
-from app.sites.models import HostKind, Level, ManagedHost, Site
+from app.sites.models import HostKind, ManagedHost
 from tests.hosts import LabHost, ssh_hosts  # noqa: F401 - ssh_hosts: a fixture
+from tests.seeds import province_site
 
 PLAYBOOKS = PROJECT_ROOT / "playbooks"
 HAS_ANSIBLE = (Path(sys.executable).parent / "ansible-playbook").exists()
@@ -85,13 +86,7 @@ def linux_bed(fresh_app: Callable[..., Any], ssh_hosts: Callable[..., list[LabHo
         app = fresh_app(backend, PLAYBOOK_DIR=str(PLAYBOOKS), JOB_WORK_DIR=str(tmp_path / "work"))
         with app.app_context():
             with commit_scope() as session:
-                level = Level(code="province", name="Tỉnh", rank=1)
-                session.add(level)
-                session.flush()
-                site = Site(code="TQ", name="Tuyên Quang", level_id=level.id)
-                session.add(site)
-                session.flush()
-                site.path = f"/{site.id}/"
+                site = province_site(session, "Tuyên Quang")
                 for i, host in enumerate(hosts, 1):
                     session.add(ManagedHost(site_id=site.id, name=f"h{i}", kind=kind, mgmt_address=host.address))
                     if pinned:

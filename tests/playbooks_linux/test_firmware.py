@@ -20,8 +20,9 @@ from app.devices.models import HostKey, HostKeyState
 from app.provisioning import firmware
 from app.provisioning.firmware_models import FirmwareImage
 from app.provisioning.models import JobState
-from app.sites.models import Endpoint, Level, Site
+from app.sites.models import Endpoint
 from tests.playbooks_linux.conftest import HAS_ANSIBLE, PLAYBOOKS, Bed
+from tests.seeds import province_site
 
 IMAGE = b"\x7fCE-IMAGE" + bytes(range(256)) * 400
 PASSWORD = "correct horse battery"
@@ -106,13 +107,7 @@ def test_a_wrong_checksum_stops_the_upgrade_at_the_first_endpoint_before_anythin
     _upload(tech)
     with store.app_context():
         with commit_scope() as session:
-            level = Level(code="province", name="Tỉnh", rank=1)
-            session.add(level)
-            session.flush()
-            site = Site(code="TQ", name="Tuyên Quang", level_id=level.id)
-            session.add(site)
-            session.flush()
-            site.path = f"/{site.id}/"
+            site = province_site(session, "Tuyên Quang")
             # Addresses in the test range that nothing answers: the run must never get as far as the devices
             # (their keys are "accepted" so that the job is not refused before the checksum is checked).
             for room, address in (("Phong 1", "198.18.3.250"), ("Phong 2", "198.18.3.254")):
