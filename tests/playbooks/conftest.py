@@ -12,18 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
-from app.auth.models import Role, User
+from app.auth.models import Role
 from app.auth.service import create_user
 from app.db import commit_scope, db
 from app.devices.models import HostKey, HostKeyState
-from app.provisioning import service, vault
+from app.provisioning import vault
 from app.provisioning.models import Job, JobEvent
-from app.queue import outbox
-from app.queue.models import OutboxMessage
 from app.sites.models import Endpoint, Level, Link, Site
 from tests.hosts import LabHost, ssh_hosts  # noqa: F401 - ssh_hosts: a fixture
+from tests.jobbed import job_events, run_playbook
 
 if not (Path(sys.executable).parent / "ansible-playbook").exists():
     pytest.skip("ansible-playbook is not installed beside the test's Python", allow_module_level=True)
@@ -42,30 +40,10 @@ class Province:
     names: list[str] = field(default_factory=list)
 
     def run(self, playbook: str, *, check: bool = False, limit: str = "") -> Job:
-        with self.app.app_context():
-            with commit_scope() as session:
-                template = service.save_template(session, {"name": f"{playbook} {time.monotonic_ns()}",
-                                                           "playbook": playbook, "check_allowed": True})
-                job = service.launch_job(session, template, session.get(User, self.user_id), limit=limit,
-                                         check=check)
-            job_id = job.id
-            db.session.remove()
-            ids = db.session.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.done_at.is_(None))
-                                     .order_by(OutboxMessage.id)).all()
-            db.session.remove()
-            for message_id in ids:
-                outbox.deliver(message_id)
-            db.session.remove()
-            finished = db.session.get(Job, job_id)
-            db.session.remove()
-        return finished
+        return run_playbook(self.app, self.user_id, playbook, limit=limit, check=check)
 
     def events(self, job_id: int) -> list[JobEvent]:
-        with self.app.app_context():
-            rows = list(db.session.scalars(sa.select(JobEvent).where(JobEvent.job_id == job_id)
-                                           .order_by(JobEvent.seq)))
-            db.session.remove()
-        return rows
+        return job_events(self.app, job_id)
 
     def log(self, job_id: int) -> str:
         return "".join(e.stdout + "\n" for e in self.events(job_id))
