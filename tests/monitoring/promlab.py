@@ -35,7 +35,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -127,9 +127,34 @@ class _Server:
                 self.proc.wait(timeout=10)
 
 
+S = TypeVar("S", bound=_Server)
+
+
 def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+@contextlib.contextmanager
+def _serving(kind: type[S], argv: list[str], log: Path) -> Iterator[S]:
+    """Start `argv` listening on a free loopback port (--web.listen-address), wait until it is ready, stop it
+    at the end of the block."""
+    for _attempt in range(3):  # the free port can be taken between the check and the bind: try another
+        port = free_port()
+        server = kind(_start([*argv, f"--web.listen-address=127.0.0.1:{port}"], log), port, log)
+        try:
+            server._wait_ready()
+            break
+        except AssertionError:
+            server.close()
+            if "address already in use" not in log.read_text():
+                raise
+    else:
+        raise AssertionError(f"no free port for {kind.name} after three tries")
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 # ---------------------------------------------------------------- Prometheus
@@ -222,25 +247,9 @@ def prometheus(workdir: Path, scrape: dict[str, list[str]], **options: Any) -> I
     check = subprocess.run([PROMTOOL, "check", "config", str(config)], capture_output=True, text=True, timeout=60)
     if check.returncode != 0:
         raise AssertionError(f"promtool refused the test configuration:\n{check.stdout}{check.stderr}")
-    server: Prometheus | None = None
-    for _attempt in range(3):  # the free port can be taken between the check and the bind: try another
-        port = free_port()
-        proc = _start([PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-                       f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"], workdir / "prometheus.log")
-        server = Prometheus(proc, port, workdir / "prometheus.log")
-        try:
-            server._wait_ready()
-            break
-        except AssertionError:
-            server.close()
-            if "address already in use" not in server.log.read_text():
-                raise
-    else:
-        raise AssertionError("no free port for Prometheus after three tries")
-    try:
+    argv = [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}", "--log.level=warn"]
+    with _serving(Prometheus, argv, workdir / "prometheus.log") as server:
         yield server
-    finally:
-        server.close()
 
 
 # ---------------------------------------------------------------- Alertmanager
@@ -305,26 +314,10 @@ def alertmanager(workdir: Path, config: dict[str, Any]) -> Iterator[Alertmanager
     check = subprocess.run([AMTOOL, "check-config", str(path)], capture_output=True, text=True, timeout=60)
     if check.returncode != 0:
         raise AssertionError(f"amtool refused the test configuration:\n{check.stdout}{check.stderr}")
-    server: Alertmanager | None = None
-    for _attempt in range(3):
-        port = free_port()
-        proc = _start([ALERTMANAGER, f"--config.file={path}", f"--storage.path={workdir / 'data'}",
-                       f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn"],
-                      workdir / "alertmanager.log")
-        server = Alertmanager(proc, port, workdir / "alertmanager.log")
-        try:
-            server._wait_ready()
-            break
-        except AssertionError:
-            server.close()
-            if "address already in use" not in server.log.read_text():
-                raise
-    else:
-        raise AssertionError("no free port for Alertmanager after three tries")
-    try:
+    argv = [ALERTMANAGER, f"--config.file={path}", f"--storage.path={workdir / 'data'}", "--cluster.listen-address=",
+            "--log.level=warn"]
+    with _serving(Alertmanager, argv, workdir / "alertmanager.log") as server:
         yield server
-    finally:
-        server.close()
 
 
 # ---------------------------------------------------------------- a webhook receiver
