@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -163,3 +164,10 @@ def _instance_secret(path: Path) -> str:
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_urlsafe(48))
     return path.read_text().strip()
+
+
+def local_zone() -> ZoneInfo:
+    """The zone times are shown and read in (TIMEZONE), for the current app: pages, forms, schedules alike."""
+    from flask import current_app
+
+    return ZoneInfo(current_app.config["TIMEZONE"])

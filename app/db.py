@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import enum
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -40,6 +42,12 @@ class UTCDateTime(sa.TypeDecorator[dt.datetime]):
 
     def process_result_value(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:
         return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+def stored_enum(cls: type[enum.Enum], name: str) -> sa.Enum:
+    """An enum column stored as its values' text with a CHECK constraint: portable, and readable in the database."""
+    return sa.Enum(cls, name=name, native_enum=False, create_constraint=True, length=20,
+                   values_callable=lambda e: [m.value for m in e])
 
 
 def utcnow() -> dt.datetime:
@@ -122,13 +130,11 @@ class Database:
 
 def _scope_id() -> int:
     # One session per Flask app context (request, CLI command or task), else per thread.
-    from flask import globals as flask_globals
+    from flask import has_app_context
+    from flask.globals import app_ctx
 
-    ctx = flask_globals._cv_app.get(None)
-    if ctx is not None:
-        return id(ctx)
-    import threading
-
+    if has_app_context():
+        return id(app_ctx._get_current_object())  # type: ignore[attr-defined]  # werkzeug's LocalProxy
     return threading.get_ident()
 
 

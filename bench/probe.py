@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.monitoring.icmp import ping_many
-from tests.netlab import lab
+from app.monitoring.agent.icmp import ping_many
+from tests.support.netlab import lab
 
 
 def cpu_seconds(usage: resource.struct_rusage) -> float:

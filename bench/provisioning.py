@@ -48,14 +48,15 @@ from app.auth.service import create_user  # noqa: E402
 from app.db import commit_scope, db  # noqa: E402
 from app.devices.models import HostKey, HostKeyState  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
-from app.provisioning import runner, service, vault  # noqa: E402
+from app.provisioning import runner, service  # noqa: E402
+from app.provisioning.credentials import service as vault  # noqa: E402
 from app.provisioning.inventory import build_inventory  # noqa: E402
 from app.provisioning.models import Job, JobEvent, JobState  # noqa: E402
 from app.queue import outbox  # noqa: E402
 from app.queue.models import OutboxMessage  # noqa: E402
 from app.sites.models import Endpoint, HostKind, ManagedHost  # noqa: E402
-from tests.hosts import HostLab, LabHost, missing_requirements  # noqa: E402
-from tests.seeds import province_site  # noqa: E402
+from tests.support.hosts import HostLab, LabHost, missing_requirements  # noqa: E402
+from tests.support.seeds import province_site  # noqa: E402
 
 PLAYBOOKS = ROOT / "playbooks"
 VENV_BIN = Path(sys.executable).parent

@@ -25,7 +25,7 @@ from app.auth.models import Role
 from app.auth.service import create_token, create_user
 from app.db import commit_scope, db
 from app.migrate import upgrade
-from app.tasks import configure_queue
+from app.queue.tasks import configure_queue
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -8,16 +8,16 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from app import load_models
 from app.db import Base, make_engine
 from app.migrate import alembic_config, upgrade
-from app.models import load_all
 
 BACKENDS = ["sqlite", "postgresql"]
 
 
 def _differences(url: str) -> list:
     """What autogenerate would write into a new migration: nothing, when models and migrations agree."""
-    load_all()
+    load_models()
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
@@ -39,7 +39,7 @@ def _tables(url: str) -> set[str]:
 def test_upgrade_from_empty_gives_exactly_the_schema_of_the_models(databases, backend):
     url = databases.new(backend)
     upgrade(url)
-    load_all()
+    load_models()
     assert set(Base.metadata.tables) <= _tables(url)
     assert _differences(url) == []
 

@@ -1,4 +1,5 @@
-"""The audit log: every flushed change to an audited model is written with who, when, before and after.
+"""The audit log: every flushed change to an audited model (marked `@audited` by its domain) is written with
+who, when, before and after.
 
 It hooks the session's flush, so no service can forget it, and it writes in the same transaction as
 the change, so a rolled-back change leaves no entry.
@@ -9,14 +10,18 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import enum
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from app.auth.models import AuditEntry
-from app.db import utcnow
+from app.db import Base, utcnow
+
+if TYPE_CHECKING:
+    from app.auth.models import User
 
 
 @dataclass(frozen=True)
@@ -47,9 +52,42 @@ def current_actor() -> Actor:
     return _actor.get()
 
 
+@contextmanager
+def acting_as(label: str) -> Iterator[Actor]:
+    """Changes made inside are recorded as done by this process (a console command, the probe agent)."""
+    actor = Actor(None, label)
+    token = _actor.set(actor)
+    try:
+        yield actor
+    finally:
+        _actor.reset(token)
+
+
 def audited(cls: type) -> type:
+    """Mark a model whose every change is logged; each domain marks its own (no list of them here)."""
     _AUDITED.add(cls)
     return cls
+
+
+class AuditEntry(Base):
+    """Who changed what, when, with the values before and after."""
+
+    __tablename__ = "audit_log"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow, index=True)
+    user_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    actor: so.Mapped[str] = so.mapped_column(sa.String(254))  # the user's email, or "cli", "worker"
+    action: so.Mapped[str] = so.mapped_column(sa.String(20))  # create / update / delete, or a verb like login
+    object_type: so.Mapped[str] = so.mapped_column(sa.String(50), index=True)
+    object_id: so.Mapped[str] = so.mapped_column(sa.String(50), default="")
+    summary: so.Mapped[str] = so.mapped_column(sa.String(300), default="")
+    before: so.Mapped[dict[str, Any] | None] = so.mapped_column(sa.JSON)
+    after: so.Mapped[dict[str, Any] | None] = so.mapped_column(sa.JSON)
+
+    user: so.Mapped[User | None] = so.relationship("User")
+
+    __table_args__ = (sa.Index("ix_audit_log_object", "object_type", "object_id"),)
 
 
 def _plain(value: Any) -> Any:
@@ -124,19 +162,6 @@ def record(session: so.Session, action: str, object_type: str, object_id: str = 
 
 
 def install(sessionmaker: so.sessionmaker[so.Session]) -> None:
-    from app.auth.models import ApiToken, User
-    from app.calendar.models import FeedToken
-    from app.meetings import agenda_models as agenda
-    from app.meetings import models as meetings
-    from app.sites import models as sites
-
-    # Meetings and their occurrences (booked, moved, cancelled, started, completed), the agenda and its
-    # documents; not the per-site rows a booking writes by the hundred (rooms, link loads, deliveries),
-    # which follow from the occurrence and have their own records.
-    for cls in (sites.Level, sites.Site, sites.Contact, sites.Endpoint, sites.Bridge, sites.ManagedHost,
-                sites.Link, sites.MaintenanceWindow, User, ApiToken, meetings.Meeting, meetings.Occurrence,
-                agenda.AgendaVersion, agenda.AgendaItem, agenda.Document, FeedToken):
-        audited(cls)
     if not sa.event.contains(sessionmaker, "after_flush", _after_flush):
         sa.event.listen(sessionmaker, "after_flush", _after_flush)
 

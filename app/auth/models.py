@@ -1,16 +1,19 @@
-"""Users with a role, their API tokens, and the audit log of every change."""
+"""Users with a role, and their API tokens (the audit log is app.auth.audit's)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import Any
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from app.db import Base, utcnow
-from app.sites.models import Site, _enum
+from app.auth.audit import audited
+from app.db import Base, stored_enum, utcnow
+
+if TYPE_CHECKING:
+    from app.sites.models import Site
 
 
 class Role(enum.StrEnum):
@@ -22,6 +25,7 @@ class Role(enum.StrEnum):
     SITE_STAFF = "site_staff"  # belongs to one site: confirms its attendance, reads its meetings' documents
 
 
+@audited
 class User(Base):
     __tablename__ = "users"
 
@@ -29,14 +33,15 @@ class User(Base):
     email: so.Mapped[str] = so.mapped_column(sa.String(254), unique=True)
     name: so.Mapped[str] = so.mapped_column(sa.String(200), default="")
     password_hash: so.Mapped[str] = so.mapped_column(sa.String(255), default="")
-    role: so.Mapped[Role] = so.mapped_column(_enum(Role, "user_role"))
+    role: so.Mapped[Role] = so.mapped_column(stored_enum(Role, "user_role"))
     site_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("sites.id"), index=True)
     language: so.Mapped[str] = so.mapped_column(sa.String(8), default="")
     active: so.Mapped[bool] = so.mapped_column(default=True)
     created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
     last_login_at: so.Mapped[dt.datetime | None]
 
-    site: so.Mapped[Site | None] = so.relationship()
+    # By name: sites sit above auth, which imports no other domain.
+    site: so.Mapped[Site | None] = so.relationship("Site")
 
     __table_args__ = (
         sa.CheckConstraint("role <> 'site_staff' OR site_id IS NOT NULL", name="site_staff_has_site"),
@@ -62,6 +67,7 @@ class User(Base):
         return f"<User {self.email} {self.role}>"
 
 
+@audited
 class ApiToken(Base):
     """A bearer token; only its SHA-256 is stored, the secret is shown once."""
 
@@ -76,24 +82,3 @@ class ApiToken(Base):
     revoked_at: so.Mapped[dt.datetime | None]
 
     user: so.Mapped[User] = so.relationship()
-
-
-class AuditEntry(Base):
-    """Who changed what, when, with the values before and after."""
-
-    __tablename__ = "audit_log"
-
-    id: so.Mapped[int] = so.mapped_column(primary_key=True)
-    at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow, index=True)
-    user_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"), index=True)
-    actor: so.Mapped[str] = so.mapped_column(sa.String(254))  # the user's email, or "cli", "worker"
-    action: so.Mapped[str] = so.mapped_column(sa.String(20))  # create / update / delete, or a verb like login
-    object_type: so.Mapped[str] = so.mapped_column(sa.String(50), index=True)
-    object_id: so.Mapped[str] = so.mapped_column(sa.String(50), default="")
-    summary: so.Mapped[str] = so.mapped_column(sa.String(300), default="")
-    before: so.Mapped[dict[str, Any] | None] = so.mapped_column(sa.JSON)
-    after: so.Mapped[dict[str, Any] | None] = so.mapped_column(sa.JSON)
-
-    user: so.Mapped[User | None] = so.relationship()
-
-    __table_args__ = (sa.Index("ix_audit_log_object", "object_type", "object_id"),)

@@ -1,20 +1,10 @@
-"""Who may do what. Every view declares its rule; a view without one is refused (fail closed).
-
-Rules are one of:
-- `require("perm")`: a logged-in user whose role holds the permission;
-- `login_required_only`: any logged-in user (their own profile, tokens, the home page);
-- `public("why")`: no user; the reason says what else protects it (nothing, a signature, a token).
-"""
+"""Who may do what: the roles behind each permission. Views declare their rule with app.web.access
+(`require("perm")`, `login_required_only`, `public("why")`); app.auth.access checks it with `rule_allows`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
-
 from app.auth.models import Role
-
-F = TypeVar("F", bound=Callable[..., Any])
+from app.web.access import AccessRule
 
 STAFF = {Role.ADMIN, Role.SECRETARIAT, Role.TECHNICIAN, Role.OPERATOR, Role.VIEWER}
 
@@ -41,55 +31,15 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
 }
 
 
-@dataclass(frozen=True)
-class AccessRule:
-    kind: str  # "permission", "login" or "public"
-    permission: str = ""
-    reason: str = ""
-
-    def allows(self, role: Role | None) -> bool:
-        if self.kind == "public":
-            return True
-        if role is None:
-            return False
-        if self.kind == "login":
-            return True
-        return role in PERMISSIONS[self.permission]
+def rule_allows(rule: AccessRule, role: Role | None) -> bool:
+    if rule.kind == "public":
+        return True
+    if role is None:
+        return False
+    if rule.kind == "login":
+        return True
+    return role in PERMISSIONS[rule.permission]
 
 
 def role_can(role: Role | None, permission: str) -> bool:
     return role is not None and role in PERMISSIONS[permission]
-
-
-def _mark(rule: AccessRule) -> Callable[[F], F]:
-    def decorate(view: F) -> F:
-        view._vcops_access = rule  # type: ignore[attr-defined]
-        return view
-
-    return decorate
-
-
-def require(permission: str) -> Callable[[F], F]:
-    if permission not in PERMISSIONS:
-        raise KeyError(f"unknown permission {permission!r}")
-    return _mark(AccessRule("permission", permission=permission))
-
-
-def login_required_only(view: F) -> F:
-    return _mark(AccessRule("login"))(view)
-
-
-def public(reason: str) -> Callable[[F], F]:
-    return _mark(AccessRule("public", reason=reason))
-
-
-def rule_for(view: Callable[..., Any], method: str) -> AccessRule | None:
-    """The rule of a view function, or of the method of a class-based view."""
-    view_class = getattr(view, "view_class", None)
-    if view_class is not None:
-        handler = getattr(view_class, method.lower(), None)
-        if handler is None and method in ("HEAD", "OPTIONS"):
-            handler = getattr(view_class, "get", None)  # these only describe what GET would give
-        rule = getattr(handler, "_vcops_access", None) or getattr(view_class, "_vcops_access", None)
-        return rule
-    return getattr(view, "_vcops_access", None)

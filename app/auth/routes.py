@@ -31,11 +31,11 @@ from app.auth.forms import (
     UserSearchForm,
 )
 from app.auth.models import ApiToken, User
-from app.auth.permissions import login_required_only, public, require
 from app.auth.service import authenticate
 from app.db import db
 from app.errors import DomainError
 from app.extensions import limiter
+from app.web.access import login_required_only, public, require
 
 bp = Blueprint("auth", __name__)
 T = TypeVar("T")
@@ -126,7 +126,7 @@ def logout() -> ResponseReturnValue:
 @bp.get("/language/<code>")
 @public("switching the interface language changes nothing but the visitor's own session")
 def language(code: str) -> ResponseReturnValue:
-    from app.web import LANGUAGES
+    from app.web.cycle import LANGUAGES
 
     if code in LANGUAGES:
         session["lang"] = code
@@ -295,7 +295,7 @@ def user_token_revoke(user_id: int, token_id: int) -> ResponseReturnValue:
 # ---------------------------------------------------------------- audit log
 
 def _local_midnight_utc(day: dt.date) -> dt.datetime:
-    from app.web import local_zone
+    from app.config import local_zone
 
     return dt.datetime.combine(day, dt.time(), tzinfo=local_zone()).astimezone(dt.UTC)
 

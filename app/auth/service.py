@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -17,7 +18,6 @@ from app.auth import audit
 from app.auth.models import ApiToken, Role, User
 from app.db import utcnow
 from app.errors import Conflict, Invalid, NotFound
-from app.sites.models import Site
 
 _hasher = PasswordHasher()
 MIN_PASSWORD_LENGTH = 10
@@ -56,7 +56,7 @@ def create_user(session: so.Session, email: str, role: Role | str, password: str
     if role is Role.SITE_STAFF:
         if not site_code:
             raise Invalid(_("A site staff user must belong to a site."), {"site": [_("required for site staff")]})
-        site = session.scalar(sa.select(Site).where(Site.code == site_code))
+        site = session.scalar(sa.select(_site_model()).where(_site_model().code == site_code))
         if site is None:
             raise NotFound(_("No site with code '%(code)s'.", code=site_code), {"site": [_("no such site")]})
     user = User(email=email, role=role, name=name, password_hash=hash_password(password), site=site)
@@ -154,8 +154,15 @@ def get_user_by_id(session: so.Session, user_id: int) -> User:
     return user
 
 
-def _site_by_code(session: so.Session, site_code: str) -> Site:
-    site = session.scalar(sa.select(Site).where(Site.code == site_code.strip()))
+def _site_model() -> Any:
+    """The model a user's site is (app.sites.models.Site), reached through the relationship: sites sit above
+    auth, which imports no other domain."""
+    return sa.inspect(User).relationships["site"].mapper.class_
+
+
+def _site_by_code(session: so.Session, site_code: str) -> Any:
+    site_model = _site_model()
+    site = session.scalar(sa.select(site_model).where(site_model.code == site_code.strip()))
     if site is None:
         raise Invalid(_("No site with code %(code)s.", code=site_code), {"site": [_("no such site")]})
     return site

@@ -27,6 +27,7 @@ from app.calendar import ics, mail, wording
 from app.calendar.models import Delivery, DeliveryKind, DeliveryStatus
 from app.calendar.service import attendance_url, meeting_url
 from app.db import commit_scope, db, read_only_intent, utcnow
+from app.meetings import signals
 from app.meetings.models import Classification, Meeting, Occurrence, OccurrenceStatus
 from app.queue import outbox
 from app.sites.models import ContactRole, Site
@@ -59,7 +60,16 @@ def queue(session: so.Session, meeting: Meeting, method: str, occurrence_ids: li
                    occurrence_ids=occurrence_ids, note=note, batch=uuid.uuid4().hex)
 
 
-@outbox.handler("calendar.send_invitations")
+def connect() -> None:
+    """Receive the meetings' and agenda's changes (app.meetings.signals): each queues the sites' mails."""
+    signals.sites_to_notify.connect(_on_sites_to_notify)
+
+
+def _on_sites_to_notify(meeting: Meeting, *, session: so.Session, method: str, occurrence_ids: list[int] | None,
+                        note: str) -> None:
+    queue(session, meeting, method, occurrence_ids, note=note)
+
+
 def send_invitations(meeting_id: int, method: str, occurrence_ids: list[int] | None = None, note: str = "",
                      batch: str = "") -> None:
     batch = batch or f"meeting-{meeting_id}-{method}"

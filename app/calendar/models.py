@@ -8,9 +8,10 @@ import enum
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from app.db import Base, utcnow
+from app.auth.audit import audited
+from app.db import Base, stored_enum, utcnow
 from app.meetings.models import Meeting
-from app.sites.models import Site, _enum
+from app.sites.models import Site
 
 
 class DeliveryKind(enum.StrEnum):
@@ -33,7 +34,7 @@ class Delivery(Base):
     # One send-out (one outbox message): a retry of the queue finds its rows and sends only the unsent ones.
     batch: so.Mapped[str] = so.mapped_column(sa.String(32), index=True)
     meeting_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("meetings.id", ondelete="CASCADE"))
-    kind: so.Mapped[DeliveryKind] = so.mapped_column(_enum(DeliveryKind, "delivery_kind"))
+    kind: so.Mapped[DeliveryKind] = so.mapped_column(stored_enum(DeliveryKind, "delivery_kind"))
     occurrence_ids: so.Mapped[list[int] | None] = so.mapped_column(sa.JSON)  # None: the whole meeting
     site_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("sites.id", ondelete="SET NULL"), index=True)
     email: so.Mapped[str] = so.mapped_column(sa.String(254))
@@ -41,7 +42,7 @@ class Delivery(Base):
     technical: so.Mapped[bool] = so.mapped_column(default=False)  # also gets the setup (test call) time
     subject: so.Mapped[str] = so.mapped_column(sa.String(400), default="")
     status: so.Mapped[DeliveryStatus] = so.mapped_column(
-        _enum(DeliveryStatus, "delivery_status"), default=DeliveryStatus.QUEUED)
+        stored_enum(DeliveryStatus, "delivery_status"), default=DeliveryStatus.QUEUED)
     reply: so.Mapped[str] = so.mapped_column(sa.Text, default="")  # the server's reply when it failed
     # A 5xx reply will not change on a retry (RFC 5321 4.2.1), so such a delivery is not tried again.
     permanent: so.Mapped[bool] = so.mapped_column(default=False)
@@ -60,6 +61,7 @@ class Delivery(Base):
         return self.status is not DeliveryStatus.SENT and not self.permanent
 
 
+@audited
 class FeedToken(Base):
     """A revocable secret that opens the ICS feed of one site, or of the whole province (no site)."""
 

@@ -16,15 +16,13 @@ from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
 from wtforms.validators import Length
 
-from app.auth.permissions import public, require
-from app.calendar import invitations, service
+from app.calendar import service
 from app.db import db
 from app.errors import DomainError
 from app.sites.models import Site, Status
+from app.web.access import public, require
 
 bp = Blueprint("calendar", __name__)
-# Every process that builds the app (web, worker) registers the outbox handler that sends invitations.
-assert invitations.send_invitations
 
 
 # ---------------------------------------------------------------- attendance

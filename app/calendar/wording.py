@@ -1,7 +1,7 @@
 """What invitations, invites and feeds say: times in words, the location, the description, the agenda.
 
 Strings are English msgids translated in the caller's locale (mail goes out in the default language).
-The agenda comes from app.meetings.agenda when that module exists (imported lazily: it is optional here).
+The agenda comes from app.agenda.service when that module exists (imported lazily: it is optional here).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from flask_babel import gettext as _
 from app.meetings.models import Classification, Meeting
 from app.sites.models import Bridge
 
-AGENDA_MODULE = "app.meetings.agenda"
+AGENDA_MODULE = "app.agenda.service"
 
 
 @dataclass(frozen=True)

@@ -10,17 +10,11 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from app.auth.audit import audited
-from app.db import Base, utcnow
+from app.db import Base, stored_enum, utcnow
 
 if TYPE_CHECKING:
     from app.auth.models import User
     from app.sites.models import Endpoint
-
-
-def _enum(cls: type[enum.Enum], name: str) -> sa.Enum:
-    # Stored as text with a CHECK constraint, like the inventory's choices.
-    return sa.Enum(cls, name=name, native_enum=False, create_constraint=True, length=20,
-                   values_callable=lambda e: [m.value for m in e])
 
 
 class HostKeyState(enum.StrEnum):
@@ -40,7 +34,7 @@ class HostKey(Base):
     port: so.Mapped[int]
     key_type: so.Mapped[str] = so.mapped_column(sa.String(50))
     fingerprint: so.Mapped[str] = so.mapped_column(sa.String(100))  # SHA256:<base64>, as ssh-keygen -l prints
-    state: so.Mapped[HostKeyState] = so.mapped_column(_enum(HostKeyState, "host_key_state"),
+    state: so.Mapped[HostKeyState] = so.mapped_column(stored_enum(HostKeyState, "host_key_state"),
                                                       default=HostKeyState.PENDING)
     first_seen_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
     last_seen_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
@@ -83,8 +77,8 @@ class DeviceAction(Base):
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     endpoint_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("endpoints.id", ondelete="CASCADE"), index=True)
-    action: so.Mapped[ActionKind] = so.mapped_column(_enum(ActionKind, "device_action_kind"))
-    state: so.Mapped[ActionState] = so.mapped_column(_enum(ActionState, "device_action_state"),
+    action: so.Mapped[ActionKind] = so.mapped_column(stored_enum(ActionKind, "device_action_kind"))
+    state: so.Mapped[ActionState] = so.mapped_column(stored_enum(ActionState, "device_action_state"),
                                                      default=ActionState.QUEUED)
     result: so.Mapped[dict[str, Any] | None] = so.mapped_column(sa.JSON)
     error: so.Mapped[str] = so.mapped_column(sa.Text, default="")

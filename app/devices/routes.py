@@ -14,17 +14,15 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from app.auth.permissions import require
 from app.db import db
 from app.devices import hostkeys, service
 from app.devices.models import ActionKind, DeviceAction
 from app.errors import DomainError
 from app.extensions import wants_json
 from app.sites.models import Endpoint
+from app.web.access import require
 
 bp = Blueprint("devices", __name__, url_prefix="/devices")
-# Every process that builds the app (web, worker) registers the outbox handler that runs quick actions.
-assert service.run_quick_action
 
 POLL_SECONDS = 2
 

@@ -5,7 +5,7 @@ request's transaction; after the commit a worker runs it over SSH, with no trans
 answers, and records the result or the error on the row, which the endpoint's devices page polls.
 
 Credentials come from a source the caller may set (`set_credential_source`, the tests do); by default from
-the encrypted credential store, app.provisioning.vault.credential_for_endpoint.
+the encrypted credential store, app.provisioning.credentials.service.credential_for_endpoint.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def credential_for(session: so.Session, endpoint: Endpoint) -> Login:
     if _credential_source is not None:
         return _credential_source(session, endpoint)
     try:
-        from app.provisioning.vault import credential_for_endpoint
+        from app.provisioning.credentials.service import credential_for_endpoint
     except ImportError as exc:
         raise DeviceError(_("No credential store is available to log in to %(room)s.",
                             room=endpoint.room_name)) from exc
@@ -174,7 +174,6 @@ def _finish(action_id: int, result: dict[str, Any] | None, error: str) -> None:
         row.finished_at = utcnow()
 
 
-@outbox.handler("devices.quick_action")
 def run_quick_action(action_id: int) -> None:
     """Run one quick action on a worker. Every outcome is recorded on the row; none is retried by the queue
     (a technician asks again), so a device that does not answer costs one timeout, not five."""

@@ -19,15 +19,16 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from flask_smorest import Blueprint
 
-from app.api import ApiBlueprint
-from app.auth.permissions import login_required_only, require, role_can
+from app.auth.permissions import role_can
 from app.db import db
 from app.errors import Invalid
 from app.meetings import queries, schemas, service
 from app.meetings.availability import Availability, WorkingHours, check_availability
 from app.meetings.models import Meeting, Participation
 from app.meetings.service import BookingRequest, Recurrence
-from app.pagination import paginate
+from app.web.access import login_required_only, require
+from app.web.api import ApiBlueprint
+from app.web.pagination import paginate
 
 Args = dict[str, Any]
 

@@ -27,11 +27,12 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, Optional, ValidationError
 
+from app.config import local_zone
 from app.meetings.booking import OVERHEAD
 from app.meetings.models import Classification, OccurrenceStatus
 from app.meetings.service import BookingRequest, Frequency, Recurrence
-from app.sites.forms import local_zone, optional_int, strip
 from app.sites.models import Bridge, Endpoint, Level, Site
+from app.web.forms import optional_int, strip
 
 # The service's field names (BookingRequest, its errors) -> the form's.
 FIELD_ALIASES = {"starts_at": "start_time", "ends_at": "end_time", "recurrence": "frequency"}

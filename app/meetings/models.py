@@ -14,8 +14,9 @@ import enum
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from app.db import Base, utcnow
-from app.sites.models import Bridge, Endpoint, Link, Site, _enum
+from app.auth.audit import audited
+from app.db import Base, stored_enum, utcnow
+from app.sites.models import Bridge, Endpoint, Link, Site
 
 
 class Classification(enum.StrEnum):
@@ -35,6 +36,7 @@ class OccurrenceStatus(enum.StrEnum):
 HOLDING = (OccurrenceStatus.SCHEDULED, OccurrenceStatus.IN_PROGRESS)
 
 
+@audited
 class Meeting(Base):
     """What the secretariat booked: one meeting, or a recurring series of occurrences."""
 
@@ -46,7 +48,7 @@ class Meeting(Base):
     chair: so.Mapped[str] = so.mapped_column(sa.String(200), default="")
     host_site_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("sites.id"), index=True)
     classification: so.Mapped[Classification] = so.mapped_column(
-        _enum(Classification, "meeting_classification"), default=Classification.NORMAL)
+        stored_enum(Classification, "meeting_classification"), default=Classification.NORMAL)
     notes: so.Mapped[str] = so.mapped_column(sa.Text, default="")
     setup_minutes: so.Mapped[int] = so.mapped_column(default=60)
     bitrate_kbps: so.Mapped[int] = so.mapped_column(default=2000)  # per site, before overhead
@@ -68,6 +70,7 @@ class Meeting(Base):
     )
 
 
+@audited
 class Occurrence(Base):
     __tablename__ = "occurrences"
 
@@ -79,7 +82,7 @@ class Occurrence(Base):
     ends_at: so.Mapped[dt.datetime]
     setup_starts_at: so.Mapped[dt.datetime]  # starts_at less the setup buffer: when reservations begin
     status: so.Mapped[OccurrenceStatus] = so.mapped_column(
-        _enum(OccurrenceStatus, "occurrence_status"), default=OccurrenceStatus.SCHEDULED)
+        stored_enum(OccurrenceStatus, "occurrence_status"), default=OccurrenceStatus.SCHEDULED)
     bridge_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("bridges.id"))
     ports: so.Mapped[int] = so.mapped_column(default=0)  # bridge ports held: one per room (kept for clash checks)
     sequence: so.Mapped[int] = so.mapped_column(default=0)  # iCalendar SEQUENCE, raised on every change

@@ -21,7 +21,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from werkzeug.routing import BuildError
 
-from app.auth.permissions import login_required_only, require, role_can
+from app.auth.permissions import role_can
 from app.db import db, utcnow
 from app.errors import DomainError
 from app.meetings import queries, service
@@ -39,9 +39,10 @@ from app.meetings.forms import (
 )
 from app.meetings.models import Meeting, Occurrence, OccurrenceStatus
 from app.meetings.service import BookingRefused
-from app.pagination import paginate_request
 from app.sites import service as sites_service
 from app.sites.models import Bridge, Endpoint, Site, Status
+from app.web.access import login_required_only, require
+from app.web.pagination import paginate_request
 
 bp = Blueprint("meetings", __name__, url_prefix="/meetings")
 
@@ -121,11 +122,6 @@ def _viewer_site() -> int | None:
     return queries.own_site_id(current_user)
 
 
-def _int_arg(name: str) -> int | None:
-    value = request.args.get(name, "").strip()
-    return int(value) if value.isdigit() else None
-
-
 def _date_arg(name: str) -> dt.date | None:
     try:
         return dt.date.fromisoformat(request.args.get(name, "").strip())
@@ -186,8 +182,8 @@ def meeting_list() -> ResponseReturnValue:
     status = request.args.get("status", "")
     f = queries.MeetingFilter(q=request.args.get("q", "").strip(),
                               status=status if status in {s.value for s in OccurrenceStatus} else "",
-                              within=None if own else _int_arg("within"),
-                              site_id=None if own else _int_arg("site"), viewer_site_id=own)
+                              within=None if own else request.args.get("within", type=int),
+                              site_id=None if own else request.args.get("site", type=int), viewer_site_id=own)
     page = paginate_request(queries.meeting_query(db.session, f))
     return render_template("meetings/list.html", page=page, f=f, statuses=list(OccurrenceStatus),
                            summaries=queries.summaries(db.session, page.items),
@@ -205,7 +201,8 @@ def calendar_view() -> ResponseReturnValue:
     rng = queries.CalendarRange.of(view, _date_arg("date") or _today())
     zone = _zone()
     start, end = rng.bounds(zone)
-    within, site_id = (None, None) if own else (_int_arg("within"), _int_arg("site"))
+    args = request.args
+    within, site_id = (None, None) if own else (args.get("within", type=int), args.get("site", type=int))
     occurrences = queries.occurrences_between(db.session, start, end, within=within, site_id=site_id,
                                               viewer_site_id=own)
     by_day = queries.by_local_day(occurrences, zone)
@@ -307,7 +304,7 @@ def meeting_detail(meeting_id: int) -> ResponseReturnValue:
     own = _viewer_site()
     meeting = queries.visible_meeting(db.session, current_user, meeting_id)
     queries.meeting_with_details(db.session, meeting, participations=False)
-    focus = queries.focus(meeting, _int_arg("occurrence"))
+    focus = queries.focus(meeting, request.args.get("occurrence", type=int))
     if focus is not None:
         queries.with_sites(db.session, focus)
     parent, children = queries.split_relatives(db.session, meeting)

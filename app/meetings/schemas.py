@@ -14,7 +14,7 @@ from marshmallow import fields, validate
 from app.meetings.availability import NOTES, SEARCH_DAYS, SUGGESTIONS
 from app.meetings.models import Classification, OccurrenceStatus
 from app.meetings.service import MAX_OCCURRENCES, Frequency
-from app.sites.schemas import MAX_PAGE_SIZE, Input, Page, UTCDateTime
+from app.web.schemas import Input, Page, PageQuery, UTCDateTime
 
 _AWARE = "ISO 8601 with its offset, e.g. 2025-03-03T08:00:00+07:00; a time without an offset is refused."
 
@@ -107,7 +107,7 @@ class Empty(Input):
     """No body, or an empty object."""
 
 
-class MeetingQuery(Input):
+class MeetingQuery(PageQuery):
     q = fields.String(validate=validate.Length(max=200), metadata={"description": "Text in title, chair or notes."})
     status = fields.Enum(OccurrenceStatus, by_value=fields.String, metadata={
         "description": "Meetings with an occurrence in this state."})
@@ -115,8 +115,6 @@ class MeetingQuery(Input):
         "description": "A site id: meetings in which a site of its subtree takes part."})
     site_id = fields.Integer(validate=validate.Range(min=1), metadata={
         "description": "Meetings in which this site takes part."})
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    page_size = fields.Integer(load_default=50, validate=validate.Range(1, MAX_PAGE_SIZE))
 
 
 # ---------------------------------------------------------------- output

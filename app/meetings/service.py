@@ -22,7 +22,7 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 
 from app.errors import Conflict, Invalid, NotFound
-from app.meetings import booking
+from app.meetings import booking, signals
 from app.meetings.booking import Clash, Plan, Window
 from app.meetings.models import Classification, Meeting, Occurrence, OccurrenceStatus
 from app.sites.models import Level, Site, Status
@@ -523,7 +523,5 @@ def advance_lifecycle(session: so.Session, now: dt.datetime | None = None) -> in
 
 def _notify(session: so.Session, meeting: Meeting, method: str, occurrence_ids: list[int] | None = None) -> None:
     """Ask for invitations (or cancellations) to every participating site, after the commit."""
-    from app.calendar import invitations
-
-    invitations.queue(session, meeting, method, occurrence_ids)
+    signals.notify_sites(session, meeting, method, occurrence_ids)
 

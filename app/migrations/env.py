@@ -2,10 +2,10 @@
 
 from alembic import context
 
+from app import load_models
 from app.db import Base
-from app.models import load_all
 
-load_all()
+load_models()
 config = context.config
 target_metadata = Base.metadata
 

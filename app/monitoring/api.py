@@ -17,12 +17,12 @@ from flask.views import MethodView
 from flask_login import current_user
 from flask_smorest import Blueprint
 
-from app.api import ApiBlueprint
-from app.auth.permissions import require
 from app.db import db
 from app.monitoring import incidents, schemas, service
 from app.monitoring.models import Incident
-from app.pagination import paginate
+from app.web.access import require
+from app.web.api import ApiBlueprint
+from app.web.pagination import paginate
 
 Args = dict[str, Any]
 

@@ -30,7 +30,10 @@ from typing import Any
 import click
 import sqlalchemy as sa
 import sqlalchemy.orm as so
+from flask import current_app
+from flask.cli import with_appcontext
 
+from app.auth.audit import acting_as
 from app.meetings.models import HOLDING, Meeting, Occurrence, Participation
 from app.monitoring.exposition import Family, MetricsPage, render, serve
 from app.monitoring.topology import topology
@@ -144,16 +147,17 @@ def refresh(page: MetricsPage, session: so.Session, now: dt.datetime, horizon_ho
 
 
 @click.command("exporter")
+@with_appcontext
 @click.option("--listen", default=None, metavar="HOST:PORT",
               help="Where to serve /metrics (default: the EXPORTER_LISTEN setting).")
 @click.option("--refresh-seconds", type=click.FloatRange(min=0.5), default=REFRESH_SECONDS, show_default=True,
               help="How often the database is read again.")
 def exporter_command(listen: str | None, refresh_seconds: float) -> None:
     """Serve the link tree, meetings and maintenance windows from the database as Prometheus metrics."""
-    from app.cli import _app_scope
     from app.db import db, read_only_intent, utcnow
 
-    with _app_scope("exporter") as app:
+    app = current_app._get_current_object()
+    with acting_as("exporter"):
         listen = listen or app.config["EXPORTER_LISTEN"]
         horizon = float(app.config["EXPORTER_HORIZON_HOURS"])
         # /healthz turns 503 when the database has not been read for a while (the page itself stays served).

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from app.db import Base, utcnow
+from app.db import Base, stored_enum, utcnow
 
 if TYPE_CHECKING:
     from app.auth.models import User
@@ -122,8 +122,7 @@ class Incident(Base):
     fingerprint: so.Mapped[str] = so.mapped_column(sa.String(64))
     alertname: so.Mapped[str] = so.mapped_column(sa.String(100), index=True)
     status: so.Mapped[IncidentStatus] = so.mapped_column(
-        sa.Enum(IncidentStatus, name="incident_status", native_enum=False, create_constraint=True, length=20,
-                values_callable=lambda e: [m.value for m in e]), default=IncidentStatus.FIRING)
+        stored_enum(IncidentStatus, "incident_status"), default=IncidentStatus.FIRING)
     severity: so.Mapped[str] = so.mapped_column(sa.String(20), default="")
     site_code: so.Mapped[str] = so.mapped_column(sa.String(32), default="", index=True)
     link_code: so.Mapped[str] = so.mapped_column(sa.String(64), default="")

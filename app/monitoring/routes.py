@@ -26,12 +26,12 @@ from flask_babel import format_decimal
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from app.auth.permissions import require
 from app.db import db, utcnow
 from app.errors import DomainError
 from app.monitoring import charts, incidents, service
 from app.monitoring.service import STATE_LABELS, SiteState
-from app.pagination import paginate_request
+from app.web.access import require
+from app.web.pagination import paginate_request
 
 bp = Blueprint("monitoring", __name__, url_prefix="/monitoring")
 POLL_SECONDS = 5  # how often the board asks for fresh states: well within a probe step (60 s)

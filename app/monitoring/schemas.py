@@ -9,7 +9,7 @@ from marshmallow import fields, validate
 
 from app.monitoring.models import IncidentStatus
 from app.monitoring.service import INCIDENT_FILTERS, SiteState
-from app.sites.schemas import MAX_PAGE_SIZE, Input, UTCDateTime, page_of
+from app.web.schemas import Input, PageQuery, UTCDateTime, page_of
 
 _ALERT_STATUS = validate.OneOf([s.value for s in IncidentStatus], error=_l("Must be firing or resolved."))
 
@@ -166,12 +166,10 @@ class LinkHistoryOut(ma.Schema):
     incidents = fields.List(fields.Nested(IncidentOut))
 
 
-class IncidentQuery(Input):
+class IncidentQuery(PageQuery):
     status = fields.String(load_default="open", validate=validate.OneOf(INCIDENT_FILTERS), metadata={
         "description": "open (firing), resolved or all"})
     site = fields.String(load_default="", validate=validate.Length(max=32))
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    page_size = fields.Integer(load_default=50, validate=validate.Range(1, MAX_PAGE_SIZE))
 
 
 IncidentPage = page_of(IncidentOut, "IncidentPage")

@@ -16,13 +16,15 @@ from flask.views import MethodView
 from flask_login import current_user
 from flask_smorest import Blueprint
 
-from app.api import ApiBlueprint
-from app.auth.permissions import require
 from app.db import db
-from app.pagination import paginate
-from app.provisioning import guard, schedules, schemas, service
+from app.provisioning import schemas, service
+from app.provisioning.guard import service as guard
 from app.provisioning.models import Job, JobTemplate
-from app.provisioning.schedule_models import JobSchedule
+from app.provisioning.schedules import service as schedules
+from app.provisioning.schedules.models import JobSchedule
+from app.web.access import require
+from app.web.api import ApiBlueprint
+from app.web.pagination import paginate
 
 Args = dict[str, Any]
 

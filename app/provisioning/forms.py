@@ -23,6 +23,7 @@ from wtforms.validators import InputRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.provisioning.models import STATE_LABELS, CredentialKind, EquipmentKind, JobState
+from app.web.forms import optional_int, strip
 
 CREDENTIAL_KIND_LABELS: dict[Any, Any] = {
     CredentialKind.SSH_KEY: _l("SSH private key"),
@@ -36,16 +37,6 @@ EQUIPMENT_KIND_LABELS: dict[Any, Any] = {
     EquipmentKind.RECORDING_SERVER: _l("recording servers"),
 }
 LABELS: dict[Any, Any] = {**CREDENTIAL_KIND_LABELS, **EQUIPMENT_KIND_LABELS, **STATE_LABELS}
-
-
-def strip(value: Any) -> Any:
-    return value.strip() if isinstance(value, str) else value
-
-
-def optional_int(value: Any) -> int | None:
-    if value is None or value == "" or value == "None":
-        return None
-    return int(value)
 
 
 def text(label: Any, max_length: int, required: bool = False, **kwargs: Any) -> StringField:

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from app.devices.models import HostKey, HostKeyState
-from app.provisioning.vault import AssignmentResolver
+from app.provisioning.credentials.service import AssignmentResolver
 from app.sites.models import Bridge, Endpoint, Link, ManagedHost, Site, Status
 
 KIND_GROUPS = ("endpoints", "bridges", "link_routers", "media_servers", "recording_servers")

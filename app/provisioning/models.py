@@ -15,9 +15,8 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask_babel import lazy_gettext as _l
 
-from app.db import Base, utcnow
+from app.db import Base, stored_enum, utcnow
 from app.errors import Conflict
-from app.sites.models import _enum
 
 if TYPE_CHECKING:
     from app.auth.models import User
@@ -90,13 +89,13 @@ REFUSALS: dict[tuple[JobState, JobAction], Any] = {
 
 
 class Credential(Base):
-    """An SSH key or a device password; the secret is kept only encrypted (app.provisioning.vault)."""
+    """An SSH key or a device password; the secret is kept only encrypted (app.provisioning.credentials.service)."""
 
     __tablename__ = "credentials"
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     name: so.Mapped[str] = so.mapped_column(sa.String(100), unique=True)
-    kind: so.Mapped[CredentialKind] = so.mapped_column(_enum(CredentialKind, "credential_kind"))
+    kind: so.Mapped[CredentialKind] = so.mapped_column(stored_enum(CredentialKind, "credential_kind"))
     username: so.Mapped[str] = so.mapped_column(sa.String(100), default="")
     # A Fernet token (MultiFernet under VCOPS_CREDENTIAL_KEYS); never the secret itself.
     secret_encrypted: so.Mapped[str] = so.mapped_column(sa.Text)
@@ -120,7 +119,7 @@ class CredentialAssignment(Base):
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     credential_id: so.Mapped[int] = so.mapped_column(
         sa.ForeignKey("credentials.id", ondelete="CASCADE"), index=True)
-    equipment_kind: so.Mapped[EquipmentKind] = so.mapped_column(_enum(EquipmentKind, "equipment_kind"))
+    equipment_kind: so.Mapped[EquipmentKind] = so.mapped_column(stored_enum(EquipmentKind, "equipment_kind"))
     site_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("sites.id", ondelete="CASCADE"), index=True)
     endpoint_id: so.Mapped[int | None] = so.mapped_column(
         sa.ForeignKey("endpoints.id", ondelete="CASCADE"), index=True)
@@ -181,7 +180,8 @@ class Job(Base):
     tags: so.Mapped[str] = so.mapped_column(sa.String(500), default="")
     check_mode: so.Mapped[bool] = so.mapped_column(default=False)
     extra_vars: so.Mapped[dict[str, Any]] = so.mapped_column(sa.JSON, default=dict)
-    state: so.Mapped[JobState] = so.mapped_column(_enum(JobState, "job_state"), default=JobState.QUEUED, index=True)
+    state: so.Mapped[JobState] = so.mapped_column(stored_enum(JobState, "job_state"), default=JobState.QUEUED,
+                                                  index=True)
     return_code: so.Mapped[int | None]
     # {"host": {"ok": 2, "changed": 1, "failed": 0, "unreachable": 0, "skipped": 0}} from the playbook's stats.
     host_counts: so.Mapped[dict[str, dict[str, int]]] = so.mapped_column(sa.JSON, default=dict)

@@ -19,12 +19,13 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms.fields.choices import SelectChoice
 
-from app.auth.permissions import require
+from app.config import local_zone
 from app.db import db
 from app.errors import DomainError, Invalid
-from app.pagination import paginate_request
-from app.provisioning import firmware, service, vault
-from app.provisioning.firmware_routes import signed_link
+from app.provisioning import service
+from app.provisioning.credentials import service as vault
+from app.provisioning.firmware import service as firmware
+from app.provisioning.firmware.routes import signed_link
 from app.provisioning.forms import (
     LABELS,
     AssignForm,
@@ -37,7 +38,8 @@ from app.provisioning.forms import (
 )
 from app.provisioning.models import CredentialAssignment, CredentialKind, EquipmentKind, JobState
 from app.sites.models import Bridge, Endpoint, ManagedHost, Site, Status
-from app.web import local_zone
+from app.web.access import require
+from app.web.pagination import paginate_request
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
@@ -50,11 +52,6 @@ def jobs_label(value: Any) -> str:
 
 
 # ---------------------------------------------------------------- shared by the views below
-
-def _int_arg(name: str) -> int | None:
-    value = request.args.get(name, "").strip()
-    return int(value) if value.isdigit() else None
-
 
 def _date_arg(name: str) -> dt.date | None:
     try:
@@ -104,7 +101,8 @@ def job_list() -> ResponseReturnValue:
     state = request.args.get("state", "")
     since, until = _date_arg("since"), _date_arg("until")
     f = service.JobFilter(state=state if state in {s.value for s in JobState} else "",
-                          template_id=_int_arg("template_id"), launched_by_id=_int_arg("launched_by_id"),
+                          template_id=request.args.get("template_id", type=int),
+                          launched_by_id=request.args.get("launched_by_id", type=int),
                           since=_local_midnight(since) if since else None,
                           until=_local_midnight(until + dt.timedelta(days=1)) if until else None)
     page = paginate_request(service.job_query(f))
@@ -127,7 +125,7 @@ def job_detail(job_id: int) -> ResponseReturnValue:
 def job_events(job_id: int) -> ResponseReturnValue:
     """What the job page polls: the events after ?after=, the state, and the counts once it has ended."""
     job = service.get_job(db.session, job_id)
-    after = _int_arg("after") or 0
+    after = request.args.get("after", type=int) or 0
     events = service.events_after(db.session, job, after)
     return jsonify({
         "events": [{"seq": e.seq, "type": e.type, "host": e.host, "task": e.task, "status": e.status,

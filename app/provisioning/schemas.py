@@ -11,9 +11,9 @@ from flask_babel import lazy_gettext as _l
 from marshmallow import fields, validate
 
 from app.db import db
-from app.provisioning import guard
+from app.provisioning.guard import service as guard
 from app.provisioning.models import JobState, JobTemplate
-from app.sites.schemas import MAX_PAGE_SIZE, Input, UTCDateTime, page_of
+from app.web.schemas import Input, PageQuery, UTCDateTime, page_of
 
 
 class JobLaunch(Input):
@@ -39,12 +39,10 @@ class NoBody(Input):
     """No body, or an empty object."""
 
 
-class JobQuery(Input):
+class JobQuery(PageQuery):
     state = fields.Enum(JobState, by_value=fields.String)
     template_id = fields.Integer(validate=validate.Range(min=1))
     launched_by_id = fields.Integer(validate=validate.Range(min=1))
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    page_size = fields.Integer(load_default=50, validate=validate.Range(1, MAX_PAGE_SIZE))
 
 
 class EventQuery(Input):
@@ -185,11 +183,9 @@ class ScheduleCreate(SchedulePatch):
     cron = fields.String(required=True, validate=validate.Length(max=100), metadata=_CRON)
 
 
-class ScheduleQuery(Input):
+class ScheduleQuery(PageQuery):
     template_id = fields.Integer(validate=validate.Range(min=1))
     enabled = fields.Boolean()
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    page_size = fields.Integer(load_default=50, validate=validate.Range(1, MAX_PAGE_SIZE))
 
 
 class ScheduleOut(ma.Schema):

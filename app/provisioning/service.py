@@ -25,7 +25,8 @@ from app.auth.models import Role, User
 from app.auth.permissions import PERMISSIONS
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, Invalid, NotFound
-from app.provisioning import guard, runner  # (runner also registers the "jobs.run" outbox handler)
+from app.provisioning import runner
+from app.provisioning.guard import service as guard
 from app.provisioning.models import Credential, Job, JobEvent, JobState, JobTemplate
 from app.queue import outbox
 
@@ -123,7 +124,7 @@ def clean_roles(roles: list[str] | None) -> list[str]:
 
 TEMPLATE_FIELDS = ("name", "description", "playbook", "default_limit", "tags", "extra_vars", "launch_roles",
                    "check_allowed", "credential_id")
-GUARD_FIELDS = ("changes_equipment", "expected_minutes")  # kept by app.provisioning.guard
+GUARD_FIELDS = ("changes_equipment", "expected_minutes")  # kept by app.provisioning.guard.service
 
 
 def list_templates(session: so.Session) -> list[JobTemplate]:
@@ -218,7 +219,7 @@ def launch_job(session: so.Session, template: JobTemplate, user: User, limit: st
                override_reason: str = "") -> Job:
     """Queue a run of the template; None for limit or tags takes the template's defaults. The launch
     variables are laid over the template's. A run that would change equipment during a meeting at one of
-    its sites is refused unless `override` with a reason (app.provisioning.guard)."""
+    its sites is refused unless `override` with a reason (app.provisioning.guard.service)."""
     if not may_launch(template, user):
         raise Forbidden(_("Your role may not launch the template %(name)s.", name=template.name))
     if check and not template.check_allowed:
@@ -263,6 +264,11 @@ def request_cancel(session: so.Session, job: Job) -> Job:
 
 
 # ---------------------------------------------------------------- claims whose worker died
+
+def reap_lost(session: so.Session) -> list[int]:
+    """Both reapers, for the periodic task: runs whose worker died, and claims never started."""
+    return runner.reap_lost_jobs(session) + reap_lost_claims(session)
+
 
 def reap_lost_claims(session: so.Session) -> list[int]:
     """Mark lost the queued jobs that a worker claimed (Job.worker is set as it takes the job off the queue)

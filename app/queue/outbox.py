@@ -2,15 +2,17 @@
 
 A service calls `enqueue(session, "task.name", **payload)`; the row is written with the change. After
 the commit, the row's id is handed to the queue; a worker claims the row once (so a duplicate hand-off
-is harmless) and runs the handler registered under that name. A periodic sweep hands over rows that
-were committed but never reached the queue (the process died between the commit and the hand-off).
+is harmless) and runs the handler of that name. The names and their handlers are one explicit table,
+given by the factory (app/__init__.py: outbox_handlers), so "jobs.run" can be followed to its function.
+A periodic sweep hands over rows that were committed but never reached the queue (the process died
+between the commit and the hand-off).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,14 +28,9 @@ HANDLERS: dict[str, Handler] = {}
 _dispatcher: Callable[[int], None] | None = None
 
 
-def handler(name: str) -> Callable[[Handler], Handler]:
-    """Register the function that carries out outbox messages of this name."""
-
-    def register(fn: Handler) -> Handler:
-        HANDLERS[name] = fn
-        return fn
-
-    return register
+def register_handlers(handlers: Mapping[str, Handler]) -> None:
+    """The functions that carry out outbox messages, by name (a name given twice keeps its last function)."""
+    HANDLERS.update(handlers)
 
 
 def enqueue(session: so.Session, task: str, **payload: Any) -> OutboxMessage:
@@ -45,7 +42,7 @@ def enqueue(session: so.Session, task: str, **payload: Any) -> OutboxMessage:
 
 
 def set_dispatcher(dispatch: Callable[[int], None] | None) -> None:
-    """The queue's hand-off function (set by app.tasks); None keeps messages in the table only."""
+    """The queue's hand-off function (set by app.queue.tasks); None keeps messages in the table only."""
     global _dispatcher
     _dispatcher = dispatch
 

@@ -21,12 +21,12 @@ from flask.views import MethodView
 from flask_login import current_user
 from flask_smorest import Blueprint
 
-from app.api import ApiBlueprint
-from app.auth.permissions import require
 from app.db import db
-from app.pagination import paginate
 from app.sites import schemas, service
 from app.sites.models import Bridge, Endpoint, Link, MaintenanceWindow, ManagedHost, Site
+from app.web.access import require
+from app.web.api import ApiBlueprint
+from app.web.pagination import paginate
 
 F = TypeVar("F", bound=Callable[..., Any])
 Args = dict[str, Any]

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -32,7 +30,9 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Email, InputRequired, Length, NumberRange, Optional, ValidationError
 
+from app.config import local_zone
 from app.sites.models import ContactRole, EndpointKind, HostKind, LinkMedium, Status
+from app.web.forms import optional_int, strip
 
 # Translated labels of the stored choices, shared by the forms and the pages (the `choice_label` filter).
 CHOICE_LABELS: dict[Any, Any] = {
@@ -56,21 +56,6 @@ BLANK_CONTACT_ROWS = 2
 
 def choices_of(members: Any) -> list[SelectChoice]:
     return [SelectChoice(m.value, CHOICE_LABELS[m]) for m in members]
-
-
-def optional_int(value: Any) -> int | None:
-    """Coerce a select's value: the empty option means no choice."""
-    if value is None or value == "" or value == "None":
-        return None
-    return int(value)
-
-
-def strip(value: Any) -> Any:
-    return value.strip() if isinstance(value, str) else value
-
-
-def local_zone() -> ZoneInfo:
-    return ZoneInfo(current_app.config["TIMEZONE"])
 
 
 def text(label: Any, max_length: int, required: bool = False) -> StringField:

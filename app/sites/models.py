@@ -9,16 +9,11 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from app.db import Base, utcnow
+from app.auth.audit import audited
+from app.db import Base, stored_enum, utcnow
 
 if TYPE_CHECKING:
     from app.auth.models import User
-
-
-def _enum(cls: type[enum.Enum], name: str) -> sa.Enum:
-    # Stored as text with a CHECK constraint: portable, and readable in the database.
-    return sa.Enum(cls, name=name, native_enum=False, create_constraint=True, length=20,
-                   values_callable=lambda e: [m.value for m in e])
 
 
 class Status(enum.StrEnum):
@@ -52,6 +47,7 @@ class ContactRole(enum.StrEnum):
     TECHNICAL = "technical"
 
 
+@audited
 class Level(Base):
     """An administrative level; a lower rank is a higher level (province 1, district 2, commune 3)."""
 
@@ -66,6 +62,7 @@ class Level(Base):
         return f"<Level {self.code}>"
 
 
+@audited
 class Site(Base):
     __tablename__ = "sites"
 
@@ -80,7 +77,7 @@ class Site(Base):
     latitude: so.Mapped[float | None]
     longitude: so.Mapped[float | None]
     is_sample: so.Mapped[bool] = so.mapped_column(default=False)
-    status: so.Mapped[Status] = so.mapped_column(_enum(Status, "site_status"), default=Status.ACTIVE)
+    status: so.Mapped[Status] = so.mapped_column(stored_enum(Status, "site_status"), default=Status.ACTIVE)
     notes: so.Mapped[str] = so.mapped_column(sa.Text, default="")
     created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
 
@@ -105,6 +102,7 @@ class Site(Base):
         return f"<Site {self.code}>"
 
 
+@audited
 class Contact(Base):
     """A person at a site who receives invitations (leader, secretary, technical contact)."""
 
@@ -113,13 +111,14 @@ class Contact(Base):
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     site_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("sites.id", ondelete="CASCADE"), index=True)
     name: so.Mapped[str] = so.mapped_column(sa.String(200))
-    role: so.Mapped[ContactRole] = so.mapped_column(_enum(ContactRole, "contact_role"))
+    role: so.Mapped[ContactRole] = so.mapped_column(stored_enum(ContactRole, "contact_role"))
     email: so.Mapped[str] = so.mapped_column(sa.String(254), default="")
     phone: so.Mapped[str] = so.mapped_column(sa.String(40), default="")
 
     site: so.Mapped[Site] = so.relationship(back_populates="contacts")
 
 
+@audited
 class Endpoint(Base):
     """A room that can join a meeting: a room system or a software client at a site."""
 
@@ -131,14 +130,14 @@ class Endpoint(Base):
     vendor: so.Mapped[str] = so.mapped_column(sa.String(100), default="")
     model: so.Mapped[str] = so.mapped_column(sa.String(100), default="")
     kind: so.Mapped[EndpointKind] = so.mapped_column(
-        _enum(EndpointKind, "endpoint_kind"), default=EndpointKind.ROOM_SYSTEM)
+        stored_enum(EndpointKind, "endpoint_kind"), default=EndpointKind.ROOM_SYSTEM)
     mgmt_address: so.Mapped[str] = so.mapped_column(sa.String(255), default="")
     mgmt_port: so.Mapped[int] = so.mapped_column(default=22)
     sip_uri: so.Mapped[str] = so.mapped_column(sa.String(255), default="")
     h323_alias: so.Mapped[str] = so.mapped_column(sa.String(100), default="")
     serial: so.Mapped[str] = so.mapped_column(sa.String(100), default="")
     firmware_version: so.Mapped[str] = so.mapped_column(sa.String(100), default="")
-    status: so.Mapped[Status] = so.mapped_column(_enum(Status, "endpoint_status"), default=Status.ACTIVE)
+    status: so.Mapped[Status] = so.mapped_column(stored_enum(Status, "endpoint_status"), default=Status.ACTIVE)
     created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
 
     site: so.Mapped[Site] = so.relationship(back_populates="endpoints")
@@ -152,6 +151,7 @@ class Endpoint(Base):
         return f"<Endpoint {self.room_name}>"
 
 
+@audited
 class Bridge(Base):
     """A multipoint control unit (MCU): each connected room takes one of its video ports."""
 
@@ -165,7 +165,7 @@ class Bridge(Base):
     mgmt_address: so.Mapped[str] = so.mapped_column(sa.String(255), default="")
     sip_address: so.Mapped[str] = so.mapped_column(sa.String(255), default="")
     total_ports: so.Mapped[int]
-    status: so.Mapped[Status] = so.mapped_column(_enum(Status, "bridge_status"), default=Status.ACTIVE)
+    status: so.Mapped[Status] = so.mapped_column(stored_enum(Status, "bridge_status"), default=Status.ACTIVE)
     created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
 
     site: so.Mapped[Site | None] = so.relationship()
@@ -173,6 +173,7 @@ class Bridge(Base):
     __table_args__ = (sa.CheckConstraint("total_ports > 0", name="total_ports_positive"),)
 
 
+@audited
 class ManagedHost(Base):
     """Other equipment at a site managed by VCOps: link routers, media and recording servers."""
 
@@ -181,14 +182,15 @@ class ManagedHost(Base):
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     site_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("sites.id"), index=True)
     name: so.Mapped[str] = so.mapped_column(sa.String(100), unique=True)
-    kind: so.Mapped[HostKind] = so.mapped_column(_enum(HostKind, "host_kind"))
+    kind: so.Mapped[HostKind] = so.mapped_column(stored_enum(HostKind, "host_kind"))
     mgmt_address: so.Mapped[str] = so.mapped_column(sa.String(255), default="")
-    status: so.Mapped[Status] = so.mapped_column(_enum(Status, "host_status"), default=Status.ACTIVE)
+    status: so.Mapped[Status] = so.mapped_column(stored_enum(Status, "host_status"), default=Status.ACTIVE)
     created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
 
     site: so.Mapped[Site] = so.relationship(back_populates="hosts")
 
 
+@audited
 class Link(Base):
     """A network link with two ends; each end has the address to probe."""
 
@@ -201,9 +203,10 @@ class Link(Base):
     site_b_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("sites.id"), index=True)
     address_b: so.Mapped[str] = so.mapped_column(sa.String(255), default="")
     provider: so.Mapped[str] = so.mapped_column(sa.String(100), default="")
-    medium: so.Mapped[LinkMedium] = so.mapped_column(_enum(LinkMedium, "link_medium"), default=LinkMedium.DEDICATED)
+    medium: so.Mapped[LinkMedium] = so.mapped_column(stored_enum(LinkMedium, "link_medium"),
+                                                     default=LinkMedium.DEDICATED)
     bandwidth_kbps: so.Mapped[int]
-    status: so.Mapped[Status] = so.mapped_column(_enum(Status, "link_status"), default=Status.ACTIVE)
+    status: so.Mapped[Status] = so.mapped_column(stored_enum(Status, "link_status"), default=Status.ACTIVE)
     created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
 
     site_a: so.Mapped[Site] = so.relationship(foreign_keys=[site_a_id])
@@ -215,6 +218,7 @@ class Link(Base):
     )
 
 
+@audited
 class MaintenanceWindow(Base):
     """Planned work on exactly one of a site, an endpoint, a bridge or a link."""
 

@@ -20,10 +20,9 @@ from flask_wtf import FlaskForm
 from wtforms.fields.choices import SelectChoice
 
 from app.auth.models import Role, User
-from app.auth.permissions import login_required_only, require, role_can
+from app.auth.permissions import role_can
 from app.db import db
 from app.errors import DomainError
-from app.pagination import paginate_request
 from app.sites import service
 from app.sites.forms import (
     CHOICE_LABELS,
@@ -47,6 +46,8 @@ from app.sites.models import (
     Site,
     Status,
 )
+from app.web.access import login_required_only, require
+from app.web.pagination import paginate_request
 
 bp = Blueprint("sites", __name__)
 M = TypeVar("M")
@@ -60,11 +61,6 @@ def choice_label(value: Any) -> str:
 
 
 # ---------------------------------------------------------------- shared by the views below
-
-def _int_arg(name: str) -> int | None:
-    value = request.args.get(name, "").strip()
-    return int(value) if value.isdigit() else None
-
 
 def _choice_arg(name: str, choices: type[enum.Enum] | tuple[str, ...]) -> str:
     """A filter's value if it is one of the choices, else no filter (a hand-edited address is no error)."""
@@ -131,7 +127,8 @@ def site_list() -> ResponseReturnValue:
     sample = {"yes": True, "no": False}.get(request.args.get("sample", ""))
     levels = service.list_levels(db.session)
     level = _choice_arg("level", tuple(lv.code for lv in levels))
-    f = service.SiteFilter(q=request.args.get("q", "").strip(), level=level, within=_int_arg("within"),
+    f = service.SiteFilter(q=request.args.get("q", "").strip(), level=level,
+                           within=request.args.get("within", type=int),
                            status=_choice_arg("status", Status), sample=sample)
     page = paginate_request(service.site_query(db.session, f).options(so.selectinload(Site.parent)))
     return render_template("sites/site_list.html", page=page, f=f, levels=levels,
@@ -141,7 +138,7 @@ def site_list() -> ResponseReturnValue:
 @bp.get("/sites/tree")
 @require("inventory.view")
 def site_tree() -> ResponseReturnValue:
-    root = _get(Site, within, "site") if (within := _int_arg("within")) else None
+    root = _get(Site, within, "site") if (within := request.args.get("within", type=int)) else None
     levels = service.list_levels(db.session)
     group_level = next((lv for lv in levels if lv.code == request.args.get("group")), None)
     groups: list[tuple[Site | None, list[Site]]] = []
@@ -201,7 +198,7 @@ def _site_form_page(form: SiteForm, site: Site | None) -> ResponseReturnValue:
 def site_create() -> ResponseReturnValue:
     form = SiteForm()
     if request.method == "GET":
-        form.parent_id.data = _int_arg("parent_id")
+        form.parent_id.data = request.args.get("parent_id", type=int)
     return _site_form_page(form, None)
 
 
@@ -259,14 +256,14 @@ def _new_form(form_class: type[InventoryForm], obj: Any) -> InventoryForm:
     form = form_class(obj=obj) if request.method == "GET" and obj is not None else form_class()
     if request.method == "GET" and obj is None:
         for name in ("site_id", "site_a_id"):  # "add a room here" from a site's page
-            if name in form._fields and (site_id := _int_arg("site_id")):
+            if name in form._fields and (site_id := request.args.get("site_id", type=int)):
                 form[name].data = site_id
                 break
     return form
 
 
 def _equipment_filter() -> service.EquipmentFilter:
-    return service.EquipmentFilter(q=request.args.get("q", "").strip(), within=_int_arg("within"),
+    return service.EquipmentFilter(q=request.args.get("q", "").strip(), within=request.args.get("within", type=int),
                                    status=_choice_arg("status", Status))
 
 
@@ -414,7 +411,7 @@ def host_retire(host_id: int) -> ResponseReturnValue:
 @bp.get("/links")
 @require("inventory.view")
 def link_list() -> ResponseReturnValue:
-    f = service.LinkFilter(q=request.args.get("q", "").strip(), within=_int_arg("within"),
+    f = service.LinkFilter(q=request.args.get("q", "").strip(), within=request.args.get("within", type=int),
                            medium=_choice_arg("medium", LinkMedium), status=_choice_arg("status", Status))
     page = paginate_request(service.link_query(db.session, f)
                      .options(so.selectinload(Link.site_a), so.selectinload(Link.site_b)))

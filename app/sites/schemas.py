@@ -8,7 +8,6 @@ what a schema let through.
 from __future__ import annotations
 
 import copy
-import datetime as dt
 
 import marshmallow as ma
 from flask_babel import gettext as _
@@ -17,42 +16,7 @@ from marshmallow import fields, validate
 
 from app.sites.models import ContactRole, EndpointKind, HostKind, LinkMedium, Status
 from app.sites.service import MAINTENANCE_TARGETS, maintenance_target_kind
-
-MAX_PAGE_SIZE = 200
-
-
-# marshmallow's own messages, the same English text, in the client's language: a lazy message is looked up
-# when the error is reported. Only messages without {placeholders} (marshmallow formats those when it makes the
-# error, which a lazy message would skip).
-_MARSHMALLOW_MESSAGES: list[tuple[type[fields.Field], str, object]] = [
-    (fields.Field, "required", _l("Missing data for required field.")),
-    (fields.Field, "null", _l("Field may not be null.")),
-    (fields.AwareDateTime, "invalid_awareness", _l("Not a valid aware datetime.")),
-    (fields.DateTime, "invalid", _l("Not a valid datetime.")),
-    (fields.Integer, "invalid", _l("Not a valid integer.")),
-    (fields.Number, "invalid", _l("Not a valid number.")),
-    (fields.Number, "too_large", _l("Number too large.")),
-    (fields.Boolean, "invalid", _l("Not a valid boolean.")),
-    (fields.String, "invalid", _l("Not a valid string.")),
-    (fields.List, "invalid", _l("Not a valid list.")),
-    (fields.Nested, "type", _l("Invalid type.")),
-]
-
-
-class Input(ma.Schema):
-    class Meta:
-        unknown = ma.RAISE  # a misspelt field is an error, never silently dropped
-
-    error_messages = {"unknown": _l("Unknown field."), "type": _l("Invalid input type.")}
-
-    def on_bind_field(self, field_name: str, field_obj: fields.Field) -> None:
-        messages = dict(field_obj.error_messages)
-        for cls, key, message in _MARSHMALLOW_MESSAGES:
-            # Only where the field says what `cls` says: a subclass's own wording (fields.Email's "Not a valid
-            # email address.") or a message given to the field stays.
-            if isinstance(field_obj, cls) and messages.get(key) == cls.default_error_messages.get(key):
-                messages[key] = message
-        field_obj.error_messages = messages
+from app.web.schemas import Input, PageQuery, UTCDateTime, page_of
 
 
 def _text(max_length: int, min_length: int = 0, **kwargs: object) -> fields.String:
@@ -66,13 +30,6 @@ def _site_ref(**kwargs: object) -> fields.Integer:
 # Retiring goes through POST …/retire (or the site's own rules would be bypassed), so input status is one of two.
 _input_status = fields.Enum(Status, by_value=fields.String, validate=validate.OneOf(
     [Status.PLANNED, Status.ACTIVE], error=_l("Must be planned or active; retire with POST …/<id>/retire.")))
-
-
-class UTCDateTime(fields.AwareDateTime):
-    """Times go out in UTC however they came in (a window just created still holds the client's offset)."""
-
-    def _serialize(self, value: dt.datetime | None, attr: str | None, obj: object, **kwargs: object) -> str | None:
-        return super()._serialize(None if value is None else value.astimezone(dt.UTC), attr, obj, **kwargs)
 
 
 def _required(patch: type[Input], name: str, *required: str) -> type[Input]:
@@ -303,10 +260,8 @@ class LevelOut(ma.Schema):
 
 # ---------------------------------------------------------------- list queries and pages
 
-class ListQuery(Input):
+class ListQuery(PageQuery):
     q = _text(200, metadata={"description": "Text to look for in codes, names and addresses."})
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    page_size = fields.Integer(load_default=50, validate=validate.Range(1, MAX_PAGE_SIZE))
 
 
 _within = fields.Integer(validate=validate.Range(min=1), metadata={"description": "A site id: its whole subtree."})
@@ -344,9 +299,7 @@ class LinkQuery(ListQuery):
     status = copy.copy(_status)
 
 
-class MaintenanceQuery(Input):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    page_size = fields.Integer(load_default=50, validate=validate.Range(1, MAX_PAGE_SIZE))
+class MaintenanceQuery(PageQuery):
     target_kind = fields.String(validate=validate.OneOf(_TARGET_KINDS))
     target_id = fields.Integer(validate=validate.Range(min=1))
     ends_after = fields.AwareDateTime(metadata={"description": "Windows still running after this time."})
@@ -360,16 +313,6 @@ class MaintenanceQuery(Input):
 
 class LevelQuery(Input):
     """The levels take no query parameters; this refuses any."""
-
-
-class Page(ma.Schema):
-    total = fields.Integer(metadata={"description": "Matching records on all pages."})
-    page = fields.Integer()
-    page_size = fields.Integer()
-
-
-def page_of(item: type[ma.Schema], name: str) -> type[ma.Schema]:
-    return type(name, (Page,), {"items": fields.List(fields.Nested(item))})
 
 
 SitePage = page_of(SiteOut, "SitePage")

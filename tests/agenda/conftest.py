@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from flask_babel import force_locale
 
-from app.meetings.agenda_models import DOCUMENTS_FOLDER, Document
+from app.agenda.models import DOCUMENTS_FOLDER, Document
 from app.meetings.models import Classification
 from app.meetings.service import BookingRequest, book_meeting
 from app.sites.models import Site

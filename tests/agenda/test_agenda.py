@@ -9,10 +9,10 @@ import re
 import pytest
 import sqlalchemy as sa
 
+from app.agenda import service as agenda
+from app.agenda.models import AgendaItem, AgendaVersion
 from app.calendar import invitations
 from app.errors import Conflict, Invalid
-from app.meetings import agenda
-from app.meetings.agenda_models import AgendaItem, AgendaVersion
 
 from .conftest import minimal_docx, minimal_odt, minimal_pdf
 

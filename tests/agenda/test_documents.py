@@ -9,8 +9,9 @@ import zipfile
 import pytest
 from flask_babel import force_locale
 
+from app import storage as documents
+from app.agenda import service as agenda
 from app.errors import Invalid
-from app.meetings import agenda, documents
 
 from .conftest import ELF, HTML, minimal_docx, minimal_odt, minimal_pdf, zip_bomb_like
 

@@ -10,9 +10,9 @@ import pytest
 from itsdangerous import TimestampSigner
 from werkzeug.http import parse_options_header
 
+from app.agenda import service as agenda
 from app.auth.models import Role
 from app.auth.service import create_token, create_user
-from app.meetings import agenda
 
 from .conftest import minimal_pdf
 

@@ -9,7 +9,8 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from app.auth.models import AuditEntry, Role, User
+from app.auth.audit import AuditEntry
+from app.auth.models import Role, User
 from app.db import db
 
 

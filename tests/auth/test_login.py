@@ -8,7 +8,8 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from app.auth.models import AuditEntry, Role, User
+from app.auth.audit import AuditEntry
+from app.auth.models import Role, User
 from app.auth.service import create_user
 from app.db import commit_scope, db
 from tests.conftest import PASSWORD

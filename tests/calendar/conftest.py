@@ -30,9 +30,9 @@ from app.meetings.service import BookingRequest
 from app.migrate import upgrade
 from app.queue import outbox
 from app.queue.models import OutboxMessage
+from app.queue.tasks import configure_queue
 from app.sites.demo import seed
 from app.sites.models import Site
-from app.tasks import configure_queue
 from tests.conftest import BACKENDS, app_config
 
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")

@@ -1,4 +1,4 @@
-"""Fixtures of the device tests: simulated endpoints in network namespaces (tests.hosts), and the same simulator
+"""Fixtures of the device tests: simulated endpoints in network namespaces (tests.support.hosts), and the same simulator
 on a pipe (no SSH, no root) so that the xAPI client is tested everywhere."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from app.devices.profile import (
 )
 from app.devices.vendors.cisco import CiscoXapi
 from simulators import cisco_xapi
-from tests.hosts import SIMULATOR, LabHost, host_lab, ssh_hosts  # noqa: F401 - ssh_hosts: a fixture
+from tests.support.hosts import SIMULATOR, LabHost, host_lab, ssh_hosts  # noqa: F401 - ssh_hosts: a fixture
 
 FAST = Timing(connect_timeout=5, command_timeout=5, keepalive=5)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from tests.hosts import LOCKS, HostLab, host_lab, missing_requirements
+from tests.support.hosts import LOCKS, HostLab, host_lab, missing_requirements
 
 
 def _ssh(host) -> paramiko.SSHClient:

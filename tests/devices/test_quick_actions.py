@@ -11,15 +11,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from app.auth.models import AuditEntry, Role
+from app.auth.audit import AuditEntry
+from app.auth.models import Role
 from app.auth.service import create_user
 from app.db import commit_scope, db
 from app.devices import profile, service
 from app.devices.models import ActionKind, ActionState, DeviceAction, HostKey, HostKeyState
 from app.devices.profile import Change, DeviceError, DeviceLogin, DeviceProfile, register
 from app.queue.models import OutboxMessage
+from app.queue.tasks import configure_queue, huey
 from app.sites.models import Endpoint, Level, Site
-from app.tasks import configure_queue, huey
 from tests.conftest import BACKENDS, PASSWORD
 
 LAB_VENDOR = "Testlab"

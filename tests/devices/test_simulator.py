@@ -10,7 +10,7 @@ import pytest
 
 from simulators import cisco_xapi
 from simulators.cisco_xapi import StateStore, XapiShell, new_state
-from tests.hosts import SIMULATOR
+from tests.support.hosts import SIMULATOR
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The device layer against simulated Cisco endpoints over real SSH, each in a network namespace of its own
-(tests.hosts; root, sshd and iproute2 needed, else these skip with the reason)."""
+(tests.support.hosts; root, sshd and iproute2 needed, else these skip with the reason)."""
 
 from __future__ import annotations
 

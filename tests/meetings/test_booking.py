@@ -225,8 +225,7 @@ def test_moving_the_last_occurrence_with_its_following_ones_moves_only_it(sessio
 
 
 def test_booking_moving_and_cancelling_are_in_the_audit_log(session, request_for, day):
-    from app.auth.audit import Actor, reset_actor, set_actor
-    from app.auth.models import AuditEntry
+    from app.auth.audit import Actor, AuditEntry, reset_actor, set_actor
 
     token = set_actor(Actor(None, "secretariat@example.com"))
     try:

@@ -30,9 +30,9 @@ from app.meetings import service
 from app.meetings.service import BookingRequest
 from app.queue import outbox
 from app.queue.models import OutboxMessage
+from app.queue.tasks import configure_queue
 from app.sites.demo import seed
 from app.sites.models import Endpoint, Site
-from app.tasks import configure_queue
 from tests.conftest import PASSWORD
 
 from .conftest import local

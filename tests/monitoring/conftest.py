@@ -3,5 +3,5 @@ or make lossy) and simulated endpoints (tests/hosts.py: namespaced SSH hosts run
 
 from __future__ import annotations
 
-from tests.hosts import ssh_hosts  # noqa: F401 - a fixture
-from tests.netlab import netlab  # noqa: F401 - a fixture
+from tests.support.hosts import ssh_hosts  # noqa: F401 - a fixture
+from tests.support.netlab import netlab  # noqa: F401 - a fixture

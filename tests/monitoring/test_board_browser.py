@@ -10,10 +10,10 @@ from app.auth.models import Role
 from app.auth.service import create_user
 from app.db import commit_scope, db
 from app.sites.demo import seed
-from tests.browser import logged_in_page
-from tests.browser import served as serving
 from tests.conftest import PASSWORD
 from tests.monitoring.probe_rows import all_fine, set_link, uplink_code
+from tests.support.browser import logged_in_page
+from tests.support.browser import served as serving
 
 
 @pytest.fixture

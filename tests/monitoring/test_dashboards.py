@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from app.db import commit_scope, db, utcnow
-from app.monitoring.probe import Agent
+from app.monitoring.agent.probe import Agent
 from app.sites import service
 from app.sites.models import EndpointKind, LinkMedium
 from tests.monitoring.promlab import MONITORING, missing_prometheus, prometheus, vcops_exporter

@@ -17,9 +17,8 @@ import sqlalchemy as sa
 from app.auth.models import Role
 from app.auth.service import create_token, create_user
 from app.db import commit_scope, db
+from app.monitoring.agent.probe import Agent
 from app.monitoring.models import Incident
-from app.monitoring.probe import Agent
-from tests.browser import logged_in_page, served
 from tests.conftest import PASSWORD
 from tests.monitoring.promlab import (
     alertmanager,
@@ -32,6 +31,7 @@ from tests.monitoring.promlab import (
     wait_for,
 )
 from tests.monitoring.test_rules import seed_two_districts
+from tests.support.browser import logged_in_page, served
 
 pytestmark = pytest.mark.skipif(missing_prometheus() is not None or missing_alertmanager() is not None,
                                 reason=str(missing_prometheus() or missing_alertmanager()))

@@ -16,15 +16,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.db import commit_scope, db
 from app.devices.models import HostKey, HostKeyState
+from app.monitoring.agent.probe import Agent, run_step
 from app.monitoring.models import EndpointState
-from app.monitoring.probe import Agent, run_step
 from app.monitoring.topology import Shard
-from app.provisioning.vault import assign_credential, create_credential
+from app.provisioning.credentials.service import assign_credential, create_credential
 from app.sites import service
 from app.sites.models import EndpointKind
 from simulators.cisco_xapi import StateStore, XapiShell, new_state
 from tests.conftest import BACKENDS
-from tests.hosts import SYSTEM_PYTHON, LabHost, host_lab
+from tests.support.hosts import SYSTEM_PYTHON, LabHost, host_lab
 
 SETTINGS = {"PROBE_ECHOES": 3, "PROBE_ECHO_INTERVAL": 0.02, "PROBE_TIMEOUT": 1.0, "DEVICE_CONNECT_TIMEOUT": 5,
             "DEVICE_COMMAND_TIMEOUT": 5}

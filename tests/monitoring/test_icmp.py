@@ -14,8 +14,8 @@ import textwrap
 
 import pytest
 
-from app.monitoring.icmp import EchoResult, jitter, ping_many
-from tests.netlab import REPO, lab
+from app.monitoring.agent.icmp import EchoResult, jitter, ping_many
+from tests.support.netlab import REPO, lab
 
 MS = 0.001
 
@@ -156,7 +156,7 @@ def test_bad_settings_are_refused_with_the_setting_named() -> None:
 UNPRIVILEGED = textwrap.dedent("""
     import asyncio, json, sys
     sys.path.insert(0, sys.argv[1])
-    from app.monitoring.icmp import IcmpPermissionError, ping_many
+    from app.monitoring.agent.icmp import IcmpPermissionError, ping_many
     try:
         result = asyncio.run(ping_many([sys.argv[2]], count=5, interval=0.01, timeout=1, concurrency=1))
         print(json.dumps({"lost": result[sys.argv[2]].lost}))

@@ -11,7 +11,8 @@ import html
 import pytest
 import sqlalchemy as sa
 
-from app.auth.models import AuditEntry, User
+from app.auth.audit import AuditEntry
+from app.auth.models import User
 from app.db import db, utcnow
 from app.monitoring.models import Incident, IncidentStatus
 

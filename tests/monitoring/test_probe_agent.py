@@ -21,13 +21,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import SETTINGS
 from app.db import commit_scope, db, utcnow
-from app.monitoring import store
+from app.monitoring.agent import store
+from app.monitoring.agent.probe import Agent, run_step
 from app.monitoring.models import EndpointSample, EndpointState, LinkSample, LinkState
-from app.monitoring.probe import Agent, run_step
 from app.monitoring.topology import Shard
 from app.sites import service
 from app.sites.models import Endpoint, EndpointKind, Link, LinkMedium, Site, Status
-from tests.netlab import REPO
+from tests.support.netlab import REPO
 
 FAST = {"PROBE_ECHOES": 5, "PROBE_ECHO_INTERVAL": 0.02, "PROBE_TIMEOUT": 0.5, "PROBE_HISTORY_MINUTES": 90,
         "DEVICE_CONNECT_TIMEOUT": 3, "DEVICE_COMMAND_TIMEOUT": 3}

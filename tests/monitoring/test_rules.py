@@ -20,7 +20,7 @@ import yaml
 from aiosmtpd.controller import Controller
 
 from app.db import commit_scope, db
-from app.monitoring.probe import Agent
+from app.monitoring.agent.probe import Agent
 from app.sites import service
 from app.sites.models import EndpointKind, LinkMedium
 from tests.monitoring.promlab import (

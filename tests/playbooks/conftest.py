@@ -1,4 +1,4 @@
-"""Fixtures of the playbook tests: simulated endpoints (tests.hosts) known to a real-commit app as Endpoint rows
+"""Fixtures of the playbook tests: simulated endpoints (tests.support.hosts) known to a real-commit app as Endpoint rows
 at the sites of a small province, with their host keys accepted and their logins in the vault, and a way to run
 a playbook through the app's job machinery (launch_job, then the worker's outbox delivery and the runner)."""
 
@@ -17,11 +17,11 @@ from app.auth.models import Role
 from app.auth.service import create_user
 from app.db import commit_scope, db
 from app.devices.models import HostKey, HostKeyState
-from app.provisioning import vault
+from app.provisioning.credentials import service as vault
 from app.provisioning.models import Job, JobEvent
 from app.sites.models import Endpoint, Level, Link, Site
-from tests.hosts import LabHost, ssh_hosts  # noqa: F401 - ssh_hosts: a fixture
-from tests.jobbed import job_events, run_playbook
+from tests.support.hosts import LabHost, ssh_hosts  # noqa: F401 - ssh_hosts: a fixture
+from tests.support.jobbed import job_events, run_playbook
 
 if not (Path(sys.executable).parent / "ansible-playbook").exists():
     pytest.skip("ansible-playbook is not installed beside the test's Python", allow_module_level=True)

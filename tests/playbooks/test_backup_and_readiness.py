@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from app.db import db
-from app.provisioning.backup_models import ConfigBackup
+from app.provisioning.backups.models import ConfigBackup
 from app.provisioning.models import JobState
 from simulators.cisco_xapi import StateStore
 

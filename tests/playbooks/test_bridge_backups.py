@@ -17,15 +17,16 @@ from app.auth.models import Role, User
 from app.auth.service import create_user
 from app.db import commit_scope, db
 from app.devices.models import HostKey, HostKeyState
-from app.provisioning import service, vault
-from app.provisioning.backup_models import ConfigBackup
+from app.provisioning import service
+from app.provisioning.backups.models import ConfigBackup
+from app.provisioning.credentials import service as vault
 from app.provisioning.models import Job, JobState
 from app.queue import outbox
 from app.queue.models import OutboxMessage
 from app.sites.models import Bridge
-from tests.hosts import LabHost
 from tests.playbooks.conftest import Province
-from tests.seeds import province_site
+from tests.support.hosts import LabHost
+from tests.support.seeds import province_site
 
 pytestmark = pytest.mark.skipif(not Path("/usr/sbin/nft").exists(), reason="server_baseline.yml checks its "
                                 "firewall rules with nft: apt-get install nftables")

@@ -18,12 +18,12 @@ from app.auth.service import create_user
 from app.config import PROJECT_ROOT
 from app.db import commit_scope, db
 from app.devices.models import HostKey, HostKeyState
-from app.provisioning import vault
+from app.provisioning.credentials import service as vault
 from app.provisioning.models import Job, JobEvent
 from app.sites.models import HostKind, ManagedHost
-from tests.hosts import LabHost, ssh_hosts  # noqa: F401 - ssh_hosts: a fixture
-from tests.jobbed import job_events, run_playbook
-from tests.seeds import province_site
+from tests.support.hosts import LabHost, ssh_hosts  # noqa: F401 - ssh_hosts: a fixture
+from tests.support.jobbed import job_events, run_playbook
+from tests.support.seeds import province_site
 
 PLAYBOOKS = PROJECT_ROOT / "playbooks"
 HAS_ANSIBLE = (Path(sys.executable).parent / "ansible-playbook").exists()

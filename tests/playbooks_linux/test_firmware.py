@@ -17,12 +17,12 @@ from app.auth.models import Role, User
 from app.auth.service import create_user
 from app.db import commit_scope, db
 from app.devices.models import HostKey, HostKeyState
-from app.provisioning import firmware
-from app.provisioning.firmware_models import FirmwareImage
+from app.provisioning.firmware import service as firmware
+from app.provisioning.firmware.models import FirmwareImage
 from app.provisioning.models import JobState
 from app.sites.models import Endpoint
 from tests.playbooks_linux.conftest import HAS_ANSIBLE, PLAYBOOKS, Bed
-from tests.seeds import province_site
+from tests.support.seeds import province_site
 
 IMAGE = b"\x7fCE-IMAGE" + bytes(range(256)) * 400
 PASSWORD = "correct horse battery"

@@ -15,9 +15,10 @@ from werkzeug.serving import make_server
 from app.auth.models import User
 from app.auth.service import create_token
 from app.db import commit_scope, db
-from app.provisioning import firmware, service
-from app.provisioning.firmware_models import FirmwareImage
-from app.provisioning.firmware_routes import signed_link
+from app.provisioning import service
+from app.provisioning.firmware import service as firmware
+from app.provisioning.firmware.models import FirmwareImage
+from app.provisioning.firmware.routes import signed_link
 from app.queue import outbox
 from app.queue.models import OutboxMessage
 from tests.playbooks.conftest import Province, province  # noqa: F401 - province: a fixture

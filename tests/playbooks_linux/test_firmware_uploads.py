@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 from app.auth.models import Role
 from app.auth.service import create_user
 from app.db import commit_scope, db
-from app.provisioning.firmware_models import FirmwareImage
+from app.provisioning.firmware.models import FirmwareImage
 
 PASSWORD = "correct horse battery"
 MB = 1024 * 1024

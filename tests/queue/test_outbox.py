@@ -18,14 +18,13 @@ import sqlalchemy as sa
 from app.db import commit_scope, db, utcnow
 from app.queue import outbox
 from app.queue.models import OutboxMessage
+from app.queue.tasks import huey
 from app.sites.models import Level
-from app.tasks import huey
 
 SEEN: dict[str, list[str]] = {}
 _lock = threading.Lock()
 
 
-@outbox.handler("test.note_level")
 def note_level(key: str, level_code: str) -> None:
     """Reads the row the enqueuing transaction wrote: fails if the worker ran before the commit."""
     level = db.session.scalar(sa.select(Level).where(Level.code == level_code))
@@ -36,11 +35,13 @@ def note_level(key: str, level_code: str) -> None:
 FAILURES: dict[str, int] = {}
 
 
-@outbox.handler("test.flaky")
 def flaky(key: str) -> None:
     FAILURES[key] = FAILURES.get(key, 0) + 1
     if FAILURES[key] == 1:
         raise RuntimeError("the mail server said 451, try later")
+
+
+outbox.register_handlers({"test.note_level": note_level, "test.flaky": flaky})
 
 
 def _redis_url() -> str:
@@ -80,7 +81,7 @@ def _outbox_rows(app) -> list[OutboxMessage]:
 
 @pytest.fixture
 def consumer(queue_app):
-    from app.tasks import configure_queue
+    from app.queue.tasks import configure_queue
 
     configure_queue(queue_app)
     consumer = huey.create_consumer(workers=2, worker_type="thread", periodic=False)
@@ -109,7 +110,7 @@ def test_work_asked_for_inside_a_savepoint_waits_for_the_outer_commit(fresh_app)
     # Booking a meeting runs in a savepoint inside the request's transaction: releasing the savepoint is not
     # the commit, and a worker handed the message then would find nothing to send. PostgreSQL, where a worker
     # does not wait for the writer (SQLite's single writer would hide the mistake).
-    from app.tasks import configure_queue
+    from app.queue.tasks import configure_queue
 
     app = fresh_app("postgresql", QUEUE_NAME=f"vcops-test-{uuid.uuid4().hex[:8]}")
     configure_queue(app)
@@ -158,12 +159,12 @@ def test_work_whose_hand_off_was_lost_is_done_by_the_sweep_exactly_once(queue_ap
                 session.flush()
                 message.created_at = utcnow() - dt.timedelta(minutes=5)
         finally:
-            from app.tasks import configure_queue
+            from app.queue.tasks import configure_queue
 
             configure_queue(queue_app)
         db.session.remove()
     assert huey.pending_count() == 0
-    from app.tasks import sweep_outbox
+    from app.queue.tasks import sweep_outbox
 
     sweep_outbox.call_local()
     sweep_outbox.call_local()  # a second sweep, or a late duplicate hand-off, must not run it twice
@@ -189,7 +190,7 @@ def test_a_failing_task_records_the_error_and_is_retried_until_it_succeeds(queue
 
 
 def test_the_worker_checks_in_so_health_turns_green(queue_app):
-    from app.tasks import make_consumer
+    from app.queue.tasks import make_consumer
 
     client = queue_app.test_client()
     assert client.get("/healthz").status_code == 503

@@ -6,7 +6,6 @@ import pytest
 import sqlalchemy as sa
 
 from app.auth.models import Role
-from app.auth.permissions import rule_for
 from app.sites.models import (
     Bridge,
     Contact,
@@ -16,6 +15,7 @@ from app.sites.models import (
     ManagedHost,
     Site,
 )
+from app.web.access import rule_for
 
 INVENTORY_TABLES = [Site, Contact, Endpoint, Bridge, ManagedHost, Link, MaintenanceWindow]
 

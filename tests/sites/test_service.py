@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from app.auth.models import AuditEntry
+from app.auth.audit import AuditEntry
 from app.errors import Conflict, Invalid, NotFound
 from app.sites import service
 from app.sites.models import Endpoint, Level, Link, Site, Status

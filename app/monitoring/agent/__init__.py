@@ -1,0 +1,3 @@
+"""The probe agent (`vcops probe`): ICMP echo trains, endpoint checks, the step's store and its own /metrics.
+
+Runs in a process of its own; reads the targets through app.monitoring.topology and writes states and history."""

@@ -1,0 +1,1 @@
+"""Configuration backups of endpoints and bridges: versions as fetched by backup jobs, and their diffs."""

@@ -1,0 +1,1 @@
+"""The firmware store: images uploaded by technicians, checked and hashed, offered to firmware_upgrade.yml."""

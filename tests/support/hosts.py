@@ -1,0 +1,477 @@
+"""Test hosts: network namespaces with their own sshd, their own users and their own view of the filesystem.
+
+`HostLab(folder).make(n, kind)` makes N hosts; the `ssh_hosts` fixture gives that factory to a test and
+removes every host afterwards, also when the test fails (it skips, with the reason, when the machine lacks
+root, sshd or iproute2). Import it into a conftest.py to use it: `from tests.support.hosts import ssh_hosts`.
+
+Each host is
+- a network namespace with a veth pair to the machine's namespace: a /30 of 198.18.0.0/15 (the range set
+  aside for test labs), `.1` on the machine's side, `.2` in the namespace, where sshd listens on port 22;
+- a folder of its own (under the lab's folder) holding its sshd_config, host key, authorized_keys, pid file,
+  sshd.log (LogLevel VERBOSE: one "Accepted ..." line per SSH login) and, for endpoints, the
+  simulator's state file xapi.json;
+- a mount namespace (`unshare --mount`, private propagation) where /etc, /root, /var, /usr/local, /opt and
+  /srv are overlays whose writes land in the host folder's fs/upper/, /tmp and /run are fresh tmpfs, and the
+  host folder itself stays visible at its own path. So a playbook may manage anything under /etc (chrony,
+  nftables, a service's configuration, init scripts), a user may be added to /etc/passwd, Ansible may write
+  ~/.ansible/tmp, and nothing reaches the machine's real files. A `sleep` process anchors the namespaces,
+  so sshd can be stopped and started again (a reboot) inside the same view. The host folder must not lie
+  under one of the overlaid paths (pytest's tmp_path is under /tmp: fine).
+
+Kinds:
+- "linux": root logs in with the lab's key (PasswordAuthentication no); Subsystem sftp for Ansible.
+- "xapi": a Cisco room system: every login runs simulators/cisco_xapi.py (sshd ForceCommand) on the host's
+  state file; user "admin" (uid 0 in the host's own /etc/passwd) logs in with a password or the lab's key.
+  `xCommand SystemUnit Boot` or a software upgrade power-cycles the host: sessions drop, sshd is down for
+  `boot_seconds`, then it answers again.
+
+Names never clash between test runs, pytest-xdist workers or other users of this library on the machine:
+each host first claims a subnet index (from 198.18.4.0 on; the /22 below is left to the demo data and to labs
+made by hand) with a lock file in /run/vcops-test-hosts/ holding the owner's pid (a lock whose owner died is
+reclaimed, and what it left is removed); its namespace (`vcops-<worker>-<run>-<index>`) and interface names
+(`vh<index>a`/`vh<index>b`, at most 8 characters) derive from that index.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import ipaddress
+import os
+import random
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simulators import cisco_xapi
+
+REPO = Path(__file__).resolve().parent.parent
+SIMULATOR = REPO / "simulators" / "cisco_xapi.py"
+# The simulator needs only the standard library; the system's Python is visible inside every host's view,
+# where a virtual environment under /tmp or the checkout may not be.
+SYSTEM_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+SSHD = "/usr/sbin/sshd"
+SFTP_SERVER = "/usr/lib/openssh/sftp-server"
+# 198.18.0.0/16 for SSH test hosts; 198.19.0.0/16 is left to the probe labs (tests/netlab.py).
+NETWORK = ipaddress.ip_network("198.18.0.0/16")
+SUBNETS = NETWORK.num_addresses // 4
+FIRST_INDEX = 256
+LOCKS = Path("/run/vcops-test-hosts")
+RUN_ID = secrets.token_hex(3)
+OVERLAID = ("/etc", "/root", "/var", "/usr/local", "/opt", "/srv")
+KINDS = ("xapi", "linux")
+TOOLS = ("ip", "unshare", "nsenter", "ssh-keygen", "openssl")
+
+
+def missing_requirements() -> str | None:
+    """Why test hosts cannot be made on this machine, or None when they can."""
+    if os.geteuid() != 0:
+        return "test hosts need root (network namespaces, veth pairs, mounts); run the tests as root"
+    if not Path(SSHD).exists():
+        return f"openssh-server is not installed ({SSHD} missing): apt-get install openssh-server"
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        return f"missing tools for test hosts: {', '.join(missing)} (apt-get install iproute2 util-linux openssl)"
+    return None
+
+
+def _run(*argv: str, check: bool = True, timeout: float = 20, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{shlex.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def public_key_fingerprint(public_key_line: str) -> str:
+    """'ssh-ed25519 AAAA... comment' -> 'SHA256:...', as `ssh-keygen -l` prints it."""
+    blob = base64.b64decode(public_key_line.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+@dataclass
+class LabHost:
+    """One test host. `address` is where its sshd listens; `folder` holds everything it writes."""
+
+    index: int
+    kind: str
+    namespace: str
+    address: str
+    peer_address: str  # the machine's end of the veth
+    host_if: str
+    folder: Path
+    username: str
+    password: str | None
+    client_key: Path  # private key (OpenSSH format) that logs in as `username`
+    boot_seconds: float = 3.0
+    port: int = 22
+    _starter: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    # ---------------------------------------------------------------- facts
+
+    @property
+    def name(self) -> str:
+        return self.namespace
+
+    @property
+    def state_path(self) -> Path:
+        return self.folder / "xapi.json"
+
+    @property
+    def private_key_text(self) -> str:
+        return self.client_key.read_text()
+
+    def host_key_fingerprint(self) -> str:
+        return public_key_fingerprint((self.folder / "hostkey.pub").read_text())
+
+    def sshd_pid(self) -> int | None:
+        try:
+            pid = int((self.folder / "sshd.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if _alive(pid) else None
+
+    def anchor_pid(self) -> int | None:
+        try:
+            pid = int((self.folder / "anchor.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if _alive(pid) else None
+
+    def ssh_connections(self) -> int:
+        """SSH connections that logged in so far (sshd logs "Accepted password/publickey for" once for each;
+        the banner probes of wait_for_ssh do not count)."""
+        try:
+            log = (self.folder / "sshd.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return 0
+        return len(re.findall(r"Accepted (?:password|publickey|keyboard-interactive\S*) for ", log))
+
+    def read_state(self) -> dict[str, Any]:
+        """The simulated device's state (xapi hosts)."""
+        return cisco_xapi.StateStore(self.state_path).read()
+
+    # ---------------------------------------------------------------- acting on it
+
+    def run(self, *argv: str, check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+        """Run a command on the host: in its network namespace and its own view of the filesystem."""
+        anchor = self.anchor_pid()
+        if anchor is None:
+            raise RuntimeError(f"test host {self.namespace} is not running")
+        return _run("nsenter", "-t", str(anchor), "-n", "-m", "--", *argv, check=check, timeout=timeout)
+
+    def sshd_command(self) -> list[str]:
+        return [SSHD, "-f", str(self.folder / "sshd_config"), "-E", str(self.folder / "sshd.log")]
+
+    def wait_for_ssh(self, timeout: float = 15.0) -> None:
+        """Wait until sshd answers with its banner; raise with its log when it does not in time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                with socket.create_connection((self.address, self.port), timeout=1) as sock:
+                    sock.settimeout(1)
+                    if sock.recv(64).startswith(b"SSH-"):
+                        return
+            if self._starter is not None and self._starter.poll() not in (None, 0):
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"sshd of test host {self.namespace} did not answer on {self.address}:{self.port}; "
+                           f"log:\n{self._logs()}")
+
+    def wait_until_down(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((self.address, self.port), timeout=0.5):
+                    pass
+            except OSError:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"test host {self.namespace} still answers on port {self.port}")
+
+    def stop_ssh(self) -> None:
+        pid = self.sshd_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            _wait(lambda: not _alive(pid), 5)
+
+    def start_ssh(self) -> None:
+        self.run(*self.sshd_command())
+        self.wait_for_ssh()
+
+    def regenerate_host_key(self, key_type: str = "ed25519") -> str:
+        """Give the host a new host key (as a reinstalled device would have) and return its fingerprint."""
+        for name in ("hostkey", "hostkey.pub"):
+            (self.folder / name).unlink(missing_ok=True)
+        _run("ssh-keygen", "-q", "-t", key_type, "-N", "", "-C", self.namespace, "-f", str(self.folder / "hostkey"))
+        pid = self.sshd_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGHUP)  # sshd re-executes itself and reads its keys again
+            time.sleep(0.2)
+        self.wait_for_ssh()
+        return self.host_key_fingerprint()
+
+    def _logs(self) -> str:
+        texts = []
+        for name in ("start.log", "sshd.log"):
+            with contextlib.suppress(OSError):
+                texts.append(f"--- {name}\n" + (self.folder / name).read_text(errors="replace")[-3000:])
+        return "\n".join(texts)
+
+
+def _wait(predicate: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+class HostLab:
+    """Makes test hosts in `folder` and removes them all in cleanup()."""
+
+    def __init__(self, folder: Path, simulator_python: str = SYSTEM_PYTHON) -> None:
+        self.folder = folder
+        self.python = simulator_python
+        self.hosts: list[LabHost] = []
+        for overlaid in OVERLAID + ("/run",):
+            if folder.resolve().is_relative_to(overlaid):
+                raise ValueError(f"the lab's folder {folder} must not lie under {overlaid}, which hosts see anew")
+        folder.mkdir(parents=True, exist_ok=True)
+        if LOCKS.is_dir():  # remove what killed test runs left behind
+            for lock in LOCKS.iterdir():
+                with contextlib.suppress(RuntimeError, OSError):  # a new lab is made all the same
+                    _reclaim_if_stale(lock)
+        self.client_key = folder / "client_key"
+        if not self.client_key.exists():
+            _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vcops-tests", "-f", str(self.client_key))
+        self.client_public_key = (folder / "client_key.pub").read_text()
+
+    def make(self, n: int, kind: str = "xapi", *, version: str = cisco_xapi.DEFAULT_VERSION,
+             boot_seconds: float = 3.0) -> list[LabHost]:
+        """N new hosts of a kind, all answering SSH when this returns."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind of test host {kind!r} (expected one of {', '.join(KINDS)})")
+        made = []
+        try:
+            for _ in range(n):
+                host = self._claim(kind, boot_seconds)
+                made.append(host)
+                self.hosts.append(host)
+                self._prepare(host, version)
+                self._start(host)
+            for host in made:
+                host.wait_for_ssh()
+        except BaseException:
+            for host in made:
+                self._remove(host)
+                self.hosts.remove(host)
+            raise
+        return made
+
+    def cleanup(self) -> None:
+        errors = []
+        for host in reversed(self.hosts):
+            try:
+                self._remove(host)
+            except Exception as exc:  # remove the others all the same
+                errors.append(f"{host.namespace}: {exc}")
+        self.hosts.clear()
+        if errors:
+            raise RuntimeError("test hosts not fully removed: " + "; ".join(errors))
+
+    # ---------------------------------------------------------------- names and addresses
+
+    def _claim(self, kind: str, boot_seconds: float) -> LabHost:
+        LOCKS.mkdir(mode=0o755, exist_ok=True)
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        span = SUBNETS - FIRST_INDEX
+        start = random.randrange(span)  # spreads concurrent runs over the range; the lock decides
+        for step in range(span):
+            index = FIRST_INDEX + (start + step) % span
+            lock = LOCKS / str(index)
+            namespace = f"vcops-{worker}-{RUN_ID}-{index}"
+            host_if = f"vh{index}a"
+            try:
+                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                _reclaim_if_stale(lock)
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f"{os.getpid()} {namespace} {host_if}\n")
+            base = NETWORK.network_address + 4 * index
+            subnet = f"{base}/30"
+            if _run("ip", "-o", "-4", "addr", "show", "to", subnet).stdout.strip() or Path(
+                    f"/sys/class/net/{host_if}").exists():
+                lock.unlink()  # someone set this subnet up by hand: leave it to them
+                continue
+            folder = self.folder / f"host-{index}"
+            xapi = kind == "xapi"
+            return LabHost(index=index, kind=kind, namespace=namespace, address=str(base + 2),
+                           peer_address=str(base + 1), host_if=host_if, folder=folder,
+                           username="admin" if xapi else "root",
+                           password=secrets.token_urlsafe(12) if xapi else None,
+                           client_key=self.client_key, boot_seconds=boot_seconds)
+        raise RuntimeError("no free subnet for a test host in 198.18.0.0/16")
+
+    # ---------------------------------------------------------------- making one
+
+    def _prepare(self, host: LabHost, version: str) -> None:
+        folder = host.folder
+        folder.mkdir(parents=True)
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", host.namespace, "-f", str(folder / "hostkey"))
+        (folder / "authorized_keys").write_text(self.client_public_key)
+        xapi = host.kind == "xapi"
+        lines = [
+            "Port 22", f"ListenAddress {host.address}", f"HostKey {folder / 'hostkey'}",
+            f"AuthorizedKeysFile {folder / 'authorized_keys'}", f"PidFile {folder / 'sshd.pid'}",
+            f"PasswordAuthentication {'yes' if xapi else 'no'}", "KbdInteractiveAuthentication no",
+            # admin is uid 0 in the host's own /etc/passwd, and sshd treats uid 0 as root.
+            f"PermitRootLogin {'yes' if xapi else 'prohibit-password'}",
+            "StrictModes no", "UsePAM no", "UseDNS no", "PrintMotd no", "PrintLastLog no",
+            "LogLevel VERBOSE", "MaxStartups 200", "MaxSessions 50",
+            f"Subsystem sftp {SFTP_SERVER if Path(SFTP_SERVER).exists() else 'internal-sftp'}",
+        ]
+        users = ""
+        if xapi:
+            serial = f"FOC{host.index:05d}SIM"
+            cisco_xapi.StateStore(host.state_path).write(cisco_xapi.new_state(serial=serial, version=version))
+            # The host sees a fresh /tmp and only its own folder of the machine's working places: the checkout
+            # (wherever CI cloned it) may be invisible there, so the simulator runs from a copy in the folder.
+            shutil.copy2(SIMULATOR, folder / SIMULATOR.name)
+            simulator = [self.python, str(folder / SIMULATOR.name), "--state", str(host.state_path),
+                         "--sshd-pidfile", str(folder / "sshd.pid"), "--sshd-command", shlex.join(host.sshd_command()),
+                         "--boot-seconds", str(host.boot_seconds)]
+            lines.append(f"ForceCommand {shlex.join(simulator)}")
+            password_hash = _run("openssl", "passwd", "-6", "-stdin", input=host.password).stdout.strip()
+            (folder / "passwd.add").write_text("admin:x:0:0:Device administrator:/root:/bin/sh\n")
+            (folder / "shadow.add").write_text(f"admin:{password_hash}:19000:0:99999:7:::\n")
+            users = 'cat "$HOST/passwd.add" >> /etc/passwd\ncat "$HOST/shadow.add" >> /etc/shadow\n'
+        (folder / "sshd_config").write_text("\n".join(lines) + "\n")
+        overlays = "\n".join(
+            f'mkdir -p "/run/vcops-host/fs/upper{d}" "/run/vcops-host/fs/work{d}"\n'
+            f'mount -t overlay overlay -o "lowerdir={d},upperdir=/run/vcops-host/fs/upper{d},'
+            f'workdir=/run/vcops-host/fs/work{d}" {d}' for d in OVERLAID)
+        (folder / "start.sh").write_text(f"""#!/bin/sh
+# Runs in the host's network namespace, in a new private mount namespace: give the host its own view of the
+# filesystem, start sshd, then stay as the anchor of both namespaces.
+set -eu
+HOST={shlex.quote(str(folder))}
+mount -t tmpfs -o mode=755 tmpfs /run
+mkdir -p /run/sshd /run/vcops-host
+mount --bind "$HOST" /run/vcops-host
+{overlays}
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mkdir -p "$HOST"
+mount --move /run/vcops-host "$HOST"
+{users}ip link set lo up
+{shlex.join(host.sshd_command())}
+echo $$ > "$HOST/anchor.pid"
+exec sleep infinity
+""")
+        ns_if = f"vh{host.index}b"
+        _run("ip", "netns", "add", host.namespace)
+        _run("ip", "link", "add", host.host_if, "type", "veth", "peer", "name", ns_if)
+        _run("ip", "link", "set", ns_if, "netns", host.namespace)
+        _run("ip", "addr", "add", f"{host.peer_address}/30", "dev", host.host_if)
+        _run("ip", "link", "set", host.host_if, "up")
+        _run("ip", "netns", "exec", host.namespace, "ip", "addr", "add", f"{host.address}/30", "dev", ns_if)
+        _run("ip", "netns", "exec", host.namespace, "ip", "link", "set", ns_if, "up")
+
+    def _start(self, host: LabHost) -> None:
+        with (host.folder / "start.log").open("wb") as log:
+            host._starter = subprocess.Popen(
+                ["ip", "netns", "exec", host.namespace, "unshare", "--mount", "--propagation", "private",
+                 "/bin/sh", str(host.folder / "start.sh")],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    # ---------------------------------------------------------------- removing one
+
+    def _remove(self, host: LabHost) -> None:
+        _remove_namespace(host.namespace, host.host_if)
+        if host._starter is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                host._starter.wait(timeout=5)
+        (LOCKS / str(host.index)).unlink(missing_ok=True)
+
+
+def _namespace_pids(namespace: str) -> list[int]:
+    result = _run("ip", "netns", "pids", namespace, check=False)
+    return [int(p) for p in result.stdout.split() if p.isdigit()]
+
+
+def _remove_namespace(namespace: str, host_if: str) -> None:
+    """End every process in the namespace (sshd, sessions, a reboot in progress, the anchor), then delete it."""
+    if Path(f"/run/netns/{namespace}").exists():
+        # A reboot in progress may start sshd again between two looks: look until nothing is left.
+        for _ in range(100):
+            pids = _namespace_pids(namespace)
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"processes in {namespace} would not end")
+        deleted = _run("ip", "netns", "del", namespace, check=False)
+        if Path(f"/run/netns/{namespace}").exists():  # (another run reclaiming the same leftovers is fine)
+            raise RuntimeError(f"namespace {namespace} not deleted: {deleted.stderr.strip()}")
+    if Path(f"/sys/class/net/{host_if}").exists():
+        _run("ip", "link", "del", host_if, check=False)
+
+
+def _reclaim_if_stale(lock: Path) -> None:
+    """A lock whose owner is gone (a killed test run): remove what it left and free the index."""
+    try:
+        pid_text, namespace, host_if = lock.read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return  # being written right now, or not ours to judge
+    if _alive(pid):
+        return
+    _remove_namespace(namespace, host_if)
+    lock.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def host_lab(folder: Path) -> Iterator[HostLab]:
+    """A lab for any scope (module, session, a benchmark): its hosts are removed when the block ends."""
+    reason = missing_requirements()
+    if reason:
+        pytest.skip(reason)
+    lab = HostLab(folder)
+    try:
+        yield lab
+    finally:
+        lab.cleanup()
+
+
+@pytest.fixture
+def ssh_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., list[LabHost]]]:
+    """make(n, kind="xapi"|"linux", version=..., boot_seconds=...) -> N test hosts, removed after the test."""
+    with host_lab(tmp_path_factory.mktemp("hosts")) as lab:
+        yield lab.make
