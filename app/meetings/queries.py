@@ -25,6 +25,24 @@ from app.errors import Conflict, Forbidden, NotFound
 from app.meetings.models import HOLDING, Meeting, Occurrence, OccurrenceStatus, Participation
 from app.sites.models import Site, Status
 
+# ---------------------------------------------------------------- occurrences holding their resources
+
+def holding(start: dt.datetime, end: dt.datetime, *, from_setup: bool = True,
+            exclude: Sequence[int] = ()) -> sa.ColumnElement[bool]:
+    """Occurrences that hold their rooms, bridge ports and bandwidth at some instant of start .. end: scheduled
+    or in progress (drafts hold nothing, cancelled and completed ones no longer), and overlapping the window
+    from their setup start (technicians test an hour before) or, with `from_setup=False`, from their start.
+    `exclude` leaves out occurrences being moved (they must not clash with themselves).
+
+    The one rule that booking, availability, the meeting-window guard, the exporter and the operators' board
+    apply; combine it with the joins each needs (participations, the host site, the bridge)."""
+    begins = Occurrence.setup_starts_at if from_setup else Occurrence.starts_at
+    cond = sa.and_(Occurrence.status.in_(HOLDING), begins < end, Occurrence.ends_at > start)
+    if exclude:
+        cond = sa.and_(cond, Occurrence.id.not_in(list(exclude)))
+    return cond
+
+
 # ---------------------------------------------------------------- who may see what
 
 

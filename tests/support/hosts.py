@@ -58,7 +58,7 @@ import pytest
 
 from simulators import cisco_xapi
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SIMULATOR = REPO / "simulators" / "cisco_xapi.py"
 # The simulator needs only the standard library; the system's Python is visible inside every host's view,
 # where a virtual environment under /tmp or the checkout may not be.

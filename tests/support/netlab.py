@@ -43,7 +43,7 @@ import pytest
 
 from tests.support import hosts
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RESPONDER = REPO / "tests" / "monitoring" / "responder.py"
 SYSTEM_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
 NETWORK = ipaddress.ip_network("198.19.0.0/16")
