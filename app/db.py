@@ -12,11 +12,13 @@ import enum
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from sqlalchemy.engine import Engine
+
+M = TypeVar("M")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -48,6 +50,17 @@ def stored_enum(cls: type[enum.Enum], name: str) -> sa.Enum:
     """An enum column stored as its values' text with a CHECK constraint: portable, and readable in the database."""
     return sa.Enum(cls, name=name, native_enum=False, create_constraint=True, length=20,
                    values_callable=lambda e: [m.value for m in e])
+
+
+def get_or_raise(session: so.Session, model: type[M], object_id: Any, not_found: str, **options: Any) -> M:
+    """The row of `model` with this id, or app.errors.NotFound with `not_found` (a whole translated sentence
+    naming the kind of record, e.g. _("No job with id %(id)s.", id=job_id)): the one "get or 404" of services."""
+    from app.errors import NotFound
+
+    obj = session.get(model, object_id, **options)
+    if obj is None:
+        raise NotFound(not_found)
+    return obj
 
 
 def utcnow() -> dt.datetime:
