@@ -28,7 +28,9 @@ def load_models() -> None:
     import app.meetings.models
     import app.monitoring.models
     import app.provisioning.backups.models
+    import app.provisioning.credentials.models
     import app.provisioning.firmware.models
+    import app.provisioning.guard.models
     import app.provisioning.models
     import app.provisioning.schedules.models
     import app.queue.models
@@ -39,7 +41,7 @@ def outbox_handlers() -> dict[str, Any]:
     """The work a transaction may ask for (`outbox.enqueue(session, name, ...)`), by name."""
     from app.calendar.invitations import send_invitations
     from app.devices.service import run_quick_action
-    from app.provisioning.runner import run_job
+    from app.provisioning.runner.run import run_job
 
     return {
         "calendar.send_invitations": send_invitations,
@@ -54,8 +56,8 @@ def periodic_tasks() -> list[tuple[str, Any, Any]]:
 
     from app.agenda.service import sweep_orphan_files
     from app.meetings.service import advance_lifecycle
+    from app.provisioning.runner.reaper import reap_lost
     from app.provisioning.schedules.service import run_in_worker as run_due_schedules
-    from app.provisioning.service import reap_lost
     from app.queue.tasks import in_transaction
 
     return [
@@ -102,8 +104,12 @@ def register_blueprints(app: Flask) -> None:
 def connect_domains() -> None:
     """What one domain tells another without importing it: the signals of the lower ones, received above."""
     from app.calendar import invitations
+    from app.devices.service import set_credential_source
+    from app.provisioning.credentials.service import credential_for_endpoint
 
     invitations.connect()
+    # devices log in with the credential store's logins, without importing provisioning (a domain above them)
+    set_credential_source(credential_for_endpoint)
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -121,7 +127,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.auth import access, audit
     from app.db import db
     from app.queue import outbox
-    from app.queue.tasks import configure_queue, register_periodic
+    from app.queue.tasks import TASK_CONTEXT, configure_queue, register_periodic
     from app.web import cycle, metrics
 
     if app.config["PROXY_COUNT"]:
@@ -142,5 +148,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     metrics.init_app(app)
     for name, schedule, work in periodic_tasks():
         register_periodic(name, schedule, work)
-    configure_queue(app, acting=lambda: audit.acting_as("worker"))
+    app.extensions[TASK_CONTEXT] = lambda: audit.acting_as("worker")  # the audit log names the worker
+    configure_queue(app)
     return app

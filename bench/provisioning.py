@@ -7,7 +7,7 @@ In one run (root needed: the hosts are network namespaces with their own sshd, t
    (b) plain `ansible-playbook` with Ansible's default settings (no pipelining, 5 forks, the linear strategy,
        ssh's default ControlPersist): the play's own `ansible_pipelining: true` is overridden with
        `-e ansible_pipelining=false`, and the hosts' keys are in a known_hosts file of the bench;
-   (c) plain `ansible-playbook` with VCOps' settings: the environment `runner.ansible_settings()` gives the
+   (c) plain `ansible-playbook` with VCOps' settings: the environment `runner.settings.ansible_settings()` gives the
        runner, the inventory and host keys the runner writes.
    Every timed run sets a new media bitrate, so each one changes the media service's configuration and
    restarts it on every host: the same work for the three. A first, untimed run through VCOps sets the hosts up.
@@ -40,6 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import psutil  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
 from app import create_app  # noqa: E402
@@ -48,14 +49,15 @@ from app.auth.service import create_user  # noqa: E402
 from app.db import commit_scope, db  # noqa: E402
 from app.devices.models import HostKey, HostKeyState  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
-from app.provisioning import runner, service  # noqa: E402
+from app.provisioning import service  # noqa: E402
 from app.provisioning.credentials import service as vault  # noqa: E402
 from app.provisioning.inventory import build_inventory  # noqa: E402
 from app.provisioning.models import Job, JobEvent, JobState  # noqa: E402
-from app.queue import outbox  # noqa: E402
-from app.queue.models import OutboxMessage  # noqa: E402
+from app.provisioning.runner import hostkeys, processes, workdir  # noqa: E402
+from app.provisioning.runner import settings as run_settings  # noqa: E402
 from app.sites.models import Endpoint, HostKind, ManagedHost  # noqa: E402
 from tests.support.hosts import HostLab, LabHost, missing_requirements  # noqa: E402
+from tests.support.outbox import drain_outbox  # noqa: E402
 from tests.support.seeds import province_site  # noqa: E402
 
 PLAYBOOKS = ROOT / "playbooks"
@@ -117,12 +119,7 @@ def run_job(app: Any, user_id: int, playbook: str, extra_vars: dict[str, Any]) -
             job = service.launch_job(session, template, session.get(User, user_id), extra_vars=extra_vars)
         job_id = job.id
         db.session.remove()
-        ids = db.session.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.done_at.is_(None))
-                                 .order_by(OutboxMessage.id)).all()
-        db.session.remove()
-        for message_id in ids:
-            outbox.deliver(message_id)
-        db.session.remove()
+        drain_outbox()
         wall = time.perf_counter() - started
         job = db.session.get(Job, job_id)
         events = db.session.scalar(sa.select(sa.func.count()).select_from(JobEvent).where(JobEvent.job_id == job_id))
@@ -138,7 +135,7 @@ def _base_env(mark: Path) -> dict[str, str]:
     """What any shell gives ansible-playbook; no ANSIBLE_* setting of the caller's leaks in."""
     env = {k: v for k, v in os.environ.items() if k in ("HOME", "USER", "LOGNAME", "LANG", "TERM", "TZ")}
     env["PATH"] = os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", os.defpath)])
-    env[runner.RUN_MARK] = str(mark)  # finds the run's lingering ssh masters afterwards (not an Ansible setting)
+    env[run_settings.RUN_MARK] = str(mark)  # finds the run's lingering ssh masters afterwards (not an Ansible setting)
     return env
 
 
@@ -169,16 +166,16 @@ def plain_vcops(app: Any, work: Path, extra: Path) -> float:
         inventory = build_inventory(db.session())
         logins = vault.credentials_for(db.session(), set(inventory.credential_of.values()))
         (folder / "keys").mkdir(mode=0o700)
-        runner.write_inventory(inventory, folder / "hosts.yml", logins, folder / "keys")
-        runner.write_host_keys(inventory, list(inventory.hosts), folder)
-        settings = runner.app_settings()
+        workdir.write_inventory(inventory, folder / "hosts.yml", logins, folder / "keys")
+        hostkeys.write_host_keys(inventory, list(inventory.hosts), folder)
+        settings = run_settings.app_settings()
         db.session.remove()
-    runner.control_dir(folder).mkdir(mode=0o700)
-    env = _base_env(folder) | runner.ansible_settings(folder, **settings)
+    run_settings.control_dir(folder).mkdir(mode=0o700)
+    env = _base_env(folder) | run_settings.ansible_settings(folder, **settings)
     try:
         return _timed_playbook(folder, env, ["-i", str(folder / "hosts.yml"), "-e", f"@{extra}"])
     finally:
-        runner.remove_run_dir(folder)
+        workdir.remove_run_dir(folder)
 
 
 def _timed_playbook(folder: Path, env: dict[str, str], args: list[str]) -> float:
@@ -188,7 +185,7 @@ def _timed_playbook(folder: Path, env: dict[str, str], args: list[str]) -> float
         result = subprocess.run(command, cwd=PLAYBOOKS, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 check=False, timeout=900)
         wall = time.perf_counter() - started
-    runner.end_processes(None, str(folder))  # the ssh masters it left (ControlPersist)
+    processes.end_processes(None, str(folder))  # the ssh masters it left (ControlPersist)
     if result.returncode != 0:
         raise RuntimeError(f"ansible-playbook failed ({result.returncode}); see {folder.parent / folder.name}.log")
     return wall
@@ -211,23 +208,18 @@ def _targets_cpu(hosts: list[LabHost]) -> float:
 
     def sessions() -> int:
         count = 0
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text()
-                except OSError:
-                    continue
-                count += int(stat[stat.rfind(")") + 2:].split()[1]) in listeners
+        for process in psutil.process_iter(["ppid"]):
+            count += process.info["ppid"] in listeners
         return count
 
     deadline = time.monotonic() + 30
     while sessions() and time.monotonic() < deadline:
         time.sleep(0.2)
-    ticks = 0
+    seconds = 0.0
     for pid in listeners:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        ticks += sum(int(f) for f in stat[stat.rfind(")") + 2:].split()[11:15])  # utime, stime, cutime, cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        times = psutil.Process(pid).cpu_times()
+        seconds += times.user + times.system + times.children_user + times.children_system
+    return seconds
 
 
 def _sessions(host: LabHost) -> int:

@@ -13,10 +13,9 @@ import sqlalchemy.orm as so
 from flask_babel import gettext as _
 
 from app.auth.models import User
-from app.db import commit_scope, utcnow
+from app.db import commit_scope, get_or_raise, utcnow
 from app.devices.models import HostKey, HostKeyState
 from app.devices.profile import HostKeyChanged, HostKeyPending, Target
-from app.errors import NotFound
 
 
 def keys_of(session: so.Session, address: str, port: int) -> list[HostKey]:
@@ -44,10 +43,7 @@ def record_contact(session: so.Session, address: str, port: int, key_type: str, 
 
 
 def get_key(session: so.Session, key_id: int) -> HostKey:
-    key = session.get(HostKey, key_id)
-    if key is None:
-        raise NotFound(_("No host key with id %(id)s.", id=key_id))
-    return key
+    return get_or_raise(session, HostKey, key_id, _("No host key with id %(id)s.", id=key_id))
 
 
 def accept(session: so.Session, key: HostKey, user: User | None) -> HostKey:

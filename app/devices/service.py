@@ -4,8 +4,9 @@ A quick action (its status, its configuration) is a DeviceAction row written wit
 request's transaction; after the commit a worker runs it over SSH, with no transaction open while the device
 answers, and records the result or the error on the row, which the endpoint's devices page polls.
 
-Credentials come from a source the caller may set (`set_credential_source`, the tests do); by default from
-the encrypted credential store, app.provisioning.credentials.service.credential_for_endpoint.
+Credentials come from a source set from outside (`set_credential_source`): devices sit below provisioning and
+do not import its credential store, so the factory (app.connect_domains) hands them its
+credential_for_endpoint; the tests set sources of their own.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from flask import current_app
 from flask_babel import gettext as _
 
 from app.auth.models import User
-from app.db import commit_scope, utcnow
+from app.db import commit_scope, get_or_raise, utcnow
 from app.devices.hostkeys import DatabasePins
 from app.devices.models import ActionKind, ActionState, DeviceAction
 from app.devices.profile import (
@@ -34,7 +35,7 @@ from app.devices.profile import (
     Timing,
     profile_class,
 )
-from app.errors import DomainError, Invalid, NotFound
+from app.errors import DomainError, Invalid
 from app.queue import outbox
 from app.sites.models import Endpoint, Status
 
@@ -53,21 +54,18 @@ QUICK_ACTIONS: dict[ActionKind, Callable[[DeviceProfile], dict[str, Any]]] = {
 
 
 def set_credential_source(source: CredentialSource | None) -> CredentialSource | None:
-    """Use `source(session, endpoint)` for device logins (None: the credential store); returns the previous one."""
+    """Use `source(session, endpoint)` for device logins (None: none, every login is refused); returns the
+    previous one, so that a caller can put it back."""
     global _credential_source
     previous, _credential_source = _credential_source, source
     return previous
 
 
 def credential_for(session: so.Session, endpoint: Endpoint) -> Login:
-    if _credential_source is not None:
-        return _credential_source(session, endpoint)
-    try:
-        from app.provisioning.credentials.service import credential_for_endpoint
-    except ImportError as exc:
-        raise DeviceError(_("No credential store is available to log in to %(room)s.",
-                            room=endpoint.room_name)) from exc
-    return credential_for_endpoint(session, endpoint)
+    """The login for the endpoint, from the credential source; refused (DeviceError) when none is set."""
+    if _credential_source is None:
+        raise DeviceError(_("No credential store is available to log in to %(room)s.", room=endpoint.room_name))
+    return _credential_source(session, endpoint)
 
 
 def device_timing() -> Timing:
@@ -106,17 +104,11 @@ def open_device(session: so.Session, endpoint: Endpoint, host_keys: HostKeyPolic
 # ---------------------------------------------------------------- quick actions
 
 def get_endpoint(session: so.Session, endpoint_id: int) -> Endpoint:
-    endpoint = session.get(Endpoint, endpoint_id)
-    if endpoint is None:
-        raise NotFound(_("No endpoint with id %(id)s.", id=endpoint_id))
-    return endpoint
+    return get_or_raise(session, Endpoint, endpoint_id, _("No endpoint with id %(id)s.", id=endpoint_id))
 
 
 def get_action(session: so.Session, action_id: int) -> DeviceAction:
-    action = session.get(DeviceAction, action_id)
-    if action is None:
-        raise NotFound(_("No device action with id %(id)s.", id=action_id))
-    return action
+    return get_or_raise(session, DeviceAction, action_id, _("No device action with id %(id)s.", id=action_id))
 
 
 def parse_action(value: str) -> ActionKind:

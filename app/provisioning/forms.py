@@ -22,7 +22,8 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from app.provisioning.models import STATE_LABELS, CredentialKind, EquipmentKind, JobState
+from app.provisioning.credentials.models import CredentialKind, EquipmentKind
+from app.provisioning.models import STATE_LABELS, JobState
 from app.web.forms import optional_int, strip
 
 CREDENTIAL_KIND_LABELS: dict[Any, Any] = {

@@ -24,6 +24,7 @@ from app.db import db
 from app.errors import DomainError, Invalid
 from app.provisioning import service
 from app.provisioning.credentials import service as vault
+from app.provisioning.credentials.models import CredentialAssignment, CredentialKind, EquipmentKind
 from app.provisioning.firmware import service as firmware
 from app.provisioning.firmware.routes import signed_link
 from app.provisioning.forms import (
@@ -36,7 +37,7 @@ from app.provisioning.forms import (
     SecretForm,
     TemplateForm,
 )
-from app.provisioning.models import CredentialAssignment, CredentialKind, EquipmentKind, JobState
+from app.provisioning.models import JobState
 from app.sites.models import Bridge, Endpoint, ManagedHost, Site, Status
 from app.web.access import require
 from app.web.pagination import paginate_request

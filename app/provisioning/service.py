@@ -23,11 +23,11 @@ from flask_babel import gettext as _
 from app.auth import audit
 from app.auth.models import Role, User
 from app.auth.permissions import PERMISSIONS
-from app.db import utcnow
-from app.errors import Conflict, Forbidden, Invalid, NotFound
-from app.provisioning import runner
+from app.db import get_or_raise, utcnow
+from app.errors import Conflict, Forbidden, Invalid
+from app.provisioning.credentials.models import Credential
 from app.provisioning.guard import service as guard
-from app.provisioning.models import Credential, Job, JobEvent, JobState, JobTemplate
+from app.provisioning.models import Job, JobEvent, JobState, JobTemplate
 from app.queue import outbox
 
 PLAYBOOK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,195}\.ya?ml$")
@@ -132,10 +132,7 @@ def list_templates(session: so.Session) -> list[JobTemplate]:
 
 
 def get_template(session: so.Session, template_id: int) -> JobTemplate:
-    template = session.get(JobTemplate, template_id)
-    if template is None:
-        raise NotFound(_("No job template with id %(id)s.", id=template_id))
-    return template
+    return get_or_raise(session, JobTemplate, template_id, _("No job template with id %(id)s.", id=template_id))
 
 
 def save_template(session: so.Session, data: dict[str, Any], template: JobTemplate | None = None) -> JobTemplate:
@@ -263,51 +260,10 @@ def request_cancel(session: so.Session, job: Job) -> Job:
     return job
 
 
-# ---------------------------------------------------------------- claims whose worker died
-
-def reap_lost(session: so.Session) -> list[int]:
-    """Both reapers, for the periodic task: runs whose worker died, and claims never started."""
-    return runner.reap_lost_jobs(session) + reap_lost_claims(session)
-
-
-def reap_lost_claims(session: so.Session) -> list[int]:
-    """Mark lost the queued jobs that a worker claimed (Job.worker is set as it takes the job off the queue)
-    and that it never started because it died meanwhile: the queue's task was consumed, so nobody else would
-    ever run them, and they would stay queued for good. Returns their ids.
-
-    Lost, not queued again: as AWX does with a job its node had taken but not started ("waiting" on a node
-    that is gone: awx.main.dispatch.reaper marks it failed and never re-runs it). A job that kills the worker
-    taking it must not go on to kill the next one; and a run that would come minutes later than the technician
-    launched it could fall in a meeting that the launch's guard never saw. Nothing ran on the hosts (the run
-    starts only once the job is running), so relaunching is safe, and the job says so.
-    """
-    stale = dt.timedelta(seconds=int(current_app.config.get("WORKER_STALE_SECONDS") or 180))
-    lost: list[int] = []
-    claimed = session.scalars(sa.select(Job.id).where(Job.state == JobState.QUEUED, Job.worker != "")
-                              .order_by(Job.id)).all()
-    for job_id in claimed:
-        job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
-        if job is None or job.state is not JobState.QUEUED or not job.worker:
-            continue
-        gone, _here = runner._worker_gone(session, job.worker, stale)  # the running jobs' own test
-        if not gone:
-            continue
-        job.mark_lost()  # it never ran: no start time
-        job.error = (f"The worker {job.worker} stopped after taking the job and before starting the run; nothing "
-                     f"ran on the hosts. Relaunch it.")
-        runner.release_hosts(session, job)  # it holds none yet; whoever might wait for it is woken all the same
-        lost.append(job.id)
-    session.flush()
-    return lost
-
-
 # ---------------------------------------------------------------- reading
 
 def get_job(session: so.Session, job_id: int) -> Job:
-    job = session.get(Job, job_id)
-    if job is None:
-        raise NotFound(_("No job with id %(id)s.", id=job_id))
-    return job
+    return get_or_raise(session, Job, job_id, _("No job with id %(id)s.", id=job_id))
 
 
 @dataclass(frozen=True)

@@ -28,19 +28,20 @@ from app.queue.models import WorkerCheckin
 
 # Storage is chosen by configure_queue(); until then nothing can be queued by accident.
 huey = Huey("vcops", storage_class=MemoryStorage, utc=True)
-_state: dict[str, Any] = {"app": None, "acting": nullcontext}
+_state: dict[str, Any] = {"app": None}
+# Set by the factory in app.extensions: what every task runs inside besides the app context (the audit log's
+# "worker" actor), so that this module needs no domain.
+TASK_CONTEXT = "vcops_task_context"
 
 
-def configure_queue(app: Flask, acting: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
-    """Point the queue at this app's storage and let the outbox hand work to it; every task runs in the app's
-    context and inside `acting()` (the factory gives the audit log's "worker" actor)."""
+def configure_queue(app: Flask) -> None:
+    """Point the queue at this app's storage and let the outbox hand work to it."""
     if app.config["REDIS_URL"]:
         huey.storage = RedisStorage(name=app.config["QUEUE_NAME"], url=app.config["REDIS_URL"])
     else:
         path = Path(app.config["INSTANCE_PATH"]) / "queue.db"
         huey.storage = SqliteStorage(name=app.config["QUEUE_NAME"], filename=str(path))
     _state["app"] = app
-    _state["acting"] = acting
     outbox.set_dispatcher(lambda message_id: deliver_outbox(message_id))
 
 
@@ -56,7 +57,9 @@ def _app() -> Flask:
 
 
 def _in_app(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    with _app().app_context(), _state["acting"]():
+    app = _app()
+    acting: Callable[[], AbstractContextManager[Any]] = app.extensions.get(TASK_CONTEXT, nullcontext)
+    with app.app_context(), acting():
         return fn(*args, **kwargs)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psutil
+
 from app.provisioning.models import JobState
 from app.sites.models import HostKind
 
@@ -16,13 +18,9 @@ def _orphan_connections(bed) -> list[str]:
     job's private data directory, or a vcops-cp-* folder named after it) is gone."""
     work = bed.app.config["JOB_WORK_DIR"]
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            title = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-        except OSError:
-            continue
+    for process in psutil.process_iter(["cmdline"]):
+        # ssh writes its master's title over its arguments: psutil may hand it back whole or split at spaces
+        title = " ".join(process.info["cmdline"] or []).strip()
         if title.startswith("ssh: ") and title.endswith("[mux]"):
             socket = Path(title[len("ssh: "):-len("[mux]")].strip())
             ours = str(socket).startswith(work) or socket.parent.name.startswith("vcops-cp-")

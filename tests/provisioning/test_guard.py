@@ -17,8 +17,9 @@ from app.errors import Conflict, Invalid
 from app.meetings.models import Meeting, Occurrence, OccurrenceStatus, Participation
 from app.provisioning import service
 from app.provisioning.guard import service as guard
-from app.provisioning.runner import endpoint_hostname
-from app.provisioning.schedules.models import JobOverride
+from app.provisioning.guard.models import JobOverride
+from app.provisioning.inventory import endpoint_hostname
+from app.provisioning.models import Job
 from app.sites.models import Endpoint
 from tests.provisioning.conftest import PLAYBOOKS
 
@@ -62,8 +63,8 @@ def _user(session, role: str = "technician") -> User:
 def test_technician_cannot_change_a_site_during_the_setup_of_its_meeting(api, session, template, endpoint):
     # The meeting starts in 80 minutes, but its setup (the test call) starts in 20: within a 30-minute job.
     meeting = _meeting(session, endpoint.site_id, setup_in=20, starts_in=80, ends_in=140)
-    with commit_scope():
-        pass
+    # (requests share the test's session: what is not committed would go with the refused request's rollback)
+    session.commit()
     response = api("technician").post("/api/v1/jobs", json={"template_id": template.id,
                                                             "limit": endpoint_hostname(endpoint)})
     assert response.status_code == 409, response.get_json()
@@ -71,6 +72,10 @@ def test_technician_cannot_change_a_site_during_the_setup_of_its_meeting(api, se
     assert error["code"] == "meeting_in_progress"
     assert meeting.title in error["message"] and endpoint.site.name in error["message"]
     assert "override" in error["fields"]
+    # The refusal changed nothing: no job was queued, and the meeting is still booked.
+    assert session.scalar(sa.select(sa.func.count()).select_from(Job).where(Job.template_id == template.id)) == 0
+    session.refresh(meeting)
+    assert [o.status for o in meeting.occurrences] == [OccurrenceStatus.SCHEDULED]
 
 
 def test_a_meeting_after_the_jobs_expected_duration_or_at_another_site_does_not_stop_it(session, template,
@@ -109,8 +114,7 @@ def test_technician_overrides_with_a_reason_which_the_audit_log_and_the_job_page
     entry = session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "override",
                                                        AuditEntry.object_id == str(job.id)))
     assert entry.after["reason"] == REASON and entry.after["meetings"][0]["title"] == meeting.title
-    with commit_scope():
-        pass
+    session.commit()  # kept through the viewer's requests (they share the test's session and roll back theirs)
     login("viewer")
     page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
     assert 'id="job-override"' in page and meeting.title in page and "restart it now" in page

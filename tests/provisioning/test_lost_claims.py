@@ -22,6 +22,7 @@ from app.db import commit_scope, db, utcnow
 from app.provisioning import service
 from app.provisioning.guard import service as guard
 from app.provisioning.models import Job, JobHost, JobState, JobTemplate
+from app.provisioning.runner import reaper
 from app.queue.models import OutboxMessage, WorkerCheckin
 from app.queue.tasks import periodic
 from tests.provisioning.conftest import Bed, seed_bed, wait_for
@@ -44,13 +45,13 @@ def test_a_queued_job_taken_by_a_worker_that_is_gone_is_marked_lost_and_the_othe
                      WorkerCheckin(name="busy-machine:77", seen_at=utcnow())])
     session.flush()
 
-    assert service.reap_lost_claims(session) == [taken_by_the_dead.id]
+    assert reaper.reap_lost_claims(session) == [taken_by_the_dead.id]
 
     assert taken_by_the_dead.state is JobState.LOST and taken_by_the_dead.finished_at is not None
     assert "gone-machine:4242" in taken_by_the_dead.error and "nothing ran" in taken_by_the_dead.error
     assert taken_by_the_dead.started_at is None  # it never started
     assert taken_by_the_living.state is JobState.QUEUED and not_taken.state is JobState.QUEUED
-    assert service.reap_lost_claims(session) == []  # once only
+    assert reaper.reap_lost_claims(session) == []  # once only
 
 
 def _held_playbooks(folder: Path) -> None:

@@ -18,8 +18,9 @@ import sqlalchemy as sa
 from app import load_models
 from app.config import PROJECT_ROOT
 from app.db import Base, commit_scope, db
-from app.provisioning import runner
 from app.provisioning.models import JobHost, JobState
+from app.provisioning.runner import processes, reaper
+from app.provisioning.runner.run import run_job
 from app.queue import outbox
 from app.queue.models import OutboxMessage
 from app.queue.tasks import huey
@@ -153,7 +154,7 @@ def test_the_credential_secret_appears_in_no_output_of_a_run(make_bed, caplog, c
 def _in_thread(bed: Bed, job_id: int) -> threading.Thread:
     def work() -> None:
         with bed.app.app_context():
-            runner.run_job(job_id)
+            run_job(job_id)
             db.session.remove()
 
     thread = threading.Thread(target=work, daemon=True)
@@ -171,7 +172,7 @@ def test_cancel_stops_a_running_job_and_its_processes(make_bed):
     thread = _in_thread(bed, job_id)
     assert wait_for(lambda: _sleeping(bed, job_id)), "the job never reached its long task"
     pgid = bed.job(job_id).pgid
-    assert pgid and runner.run_processes(pgid, "")
+    assert pgid and processes.run_processes(pgid, "")
 
     response = bed.api("post", f"/api/v1/jobs/{job_id}/cancel", json={})
     assert response.status_code == 202 and response.get_json()["cancel_requested_at"]
@@ -179,7 +180,7 @@ def test_cancel_stops_a_running_job_and_its_processes(make_bed):
     assert not thread.is_alive(), "the run did not stop"
     job = bed.job(job_id)
     assert job.state is JobState.CANCELLED and job.finished_at
-    assert runner.run_processes(pgid, "") == []
+    assert processes.run_processes(pgid, "") == []
     again = bed.api("post", f"/api/v1/jobs/{job_id}/cancel", json={})
     assert again.status_code == 409 and again.get_json()["error"]["code"] == "job_state"
 
@@ -219,10 +220,10 @@ def test_a_worker_killed_mid_run_leaves_a_lost_job_and_no_ansible_process(make_b
     try:
         assert wait_for(lambda: _sleeping(bed, job_id) and bed.job(job_id).pgid, seconds=60), "never ran"
         job = bed.job(job_id)
-        assert job.worker.endswith(f":{worker.pid}") and runner.run_processes(job.pgid, job.run_dir)
+        assert job.worker.endswith(f":{worker.pid}") and processes.run_processes(job.pgid, job.run_dir)
         with bed.app.app_context():  # the worker is alive: nothing to reap
             with commit_scope() as session:
-                assert runner.reap_lost_jobs(session) == []
+                assert reaper.reap_lost_jobs(session) == []
             db.session.remove()
 
         os.kill(worker.pid, signal.SIGKILL)
@@ -230,7 +231,7 @@ def test_a_worker_killed_mid_run_leaves_a_lost_job_and_no_ansible_process(make_b
         assert bed.job(job_id).state is JobState.RUNNING  # nobody is left to say otherwise, until the reaper
         with bed.app.app_context():
             with commit_scope() as session:
-                assert runner.reap_lost_jobs(session) == [job_id]
+                assert reaper.reap_lost_jobs(session) == [job_id]
             db.session.remove()
     finally:
         if worker.poll() is None:
@@ -238,7 +239,7 @@ def test_a_worker_killed_mid_run_leaves_a_lost_job_and_no_ansible_process(make_b
             worker.wait()
     lost = bed.job(job_id)
     assert lost.state is JobState.LOST and "stopped during the run" in lost.error
-    assert runner.run_processes(job.pgid, job.run_dir) == []
+    assert processes.run_processes(job.pgid, job.run_dir) == []
     assert not Path(job.run_dir).exists(), "the opened credentials were removed"
     with bed.app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(JobHost)) == 0

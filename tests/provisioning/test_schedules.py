@@ -16,8 +16,8 @@ from app.db import commit_scope, db, utcnow
 from app.errors import Invalid
 from app.meetings.models import Meeting, Occurrence, OccurrenceStatus, Participation
 from app.provisioning import service
+from app.provisioning.inventory import endpoint_hostname
 from app.provisioning.models import Job
-from app.provisioning.runner import endpoint_hostname
 from app.provisioning.schedules import service as schedules
 from app.provisioning.schedules.models import JobSchedule
 from app.sites.models import Endpoint

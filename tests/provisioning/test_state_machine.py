@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from app.db import utcnow
 from app.errors import Conflict
-from app.provisioning import runner
 from app.provisioning.models import Job, JobHost, JobState, JobTemplate
+from app.provisioning.runner import reaper
 from app.queue.models import WorkerCheckin
 
 
@@ -72,7 +72,7 @@ def test_a_job_whose_workers_machine_stopped_checking_in_is_marked_lost_and_free
     session.add_all([WorkerCheckin(name="gone-machine:1", seen_at=utcnow() - dt.timedelta(hours=1)),
                      WorkerCheckin(name="busy-machine:77", seen_at=utcnow())])
     session.flush()
-    assert runner.reap_lost_jobs(session) == [quiet.id]
+    assert reaper.reap_lost_jobs(session) == [quiet.id]
     assert quiet.state is JobState.LOST and "gone-machine:4242" in quiet.error
     assert alive.state is JobState.RUNNING
     held = session.scalars(sa.select(JobHost.job_id)).all()

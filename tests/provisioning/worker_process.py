@@ -7,11 +7,11 @@ import sys
 
 from app import create_app
 from app.auth.audit import Actor, set_actor
-from app.provisioning import runner
+from app.provisioning.runner.run import run_job
 
 if __name__ == "__main__":
     config, job_id = json.loads(sys.argv[1]), int(sys.argv[2])
     app = create_app(config)
     with app.app_context():
         set_actor(Actor(None, "worker"))
-        runner.run_job(job_id)
+        run_job(job_id)

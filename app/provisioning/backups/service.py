@@ -18,7 +18,8 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask_babel import gettext as _
 
-from app.errors import Invalid, NotFound
+from app.db import get_or_raise
+from app.errors import Invalid
 from app.provisioning.backups.models import ConfigBackup
 from app.sites.models import Bridge, Endpoint
 
@@ -82,18 +83,12 @@ def versions(session: so.Session, device: Device) -> list[ConfigBackup]:
 
 
 def get_backup(session: so.Session, backup_id: int) -> ConfigBackup:
-    backup = session.get(ConfigBackup, backup_id)
-    if backup is None:
-        raise NotFound(_("No configuration backup with id %(id)s.", id=backup_id))
-    return backup
+    return get_or_raise(session, ConfigBackup, backup_id, _("No configuration backup with id %(id)s.", id=backup_id))
 
 
 def get_device(session: so.Session, kind: type[Device], device_id: int) -> Device:
-    device = session.get(kind, device_id)
-    if device is None:
-        raise NotFound(_("No endpoint with id %(id)s.", id=device_id) if kind is Endpoint
-                       else _("No bridge with id %(id)s.", id=device_id))
-    return device
+    return get_or_raise(session, kind, device_id, _("No endpoint with id %(id)s.", id=device_id) if kind is Endpoint
+                        else _("No bridge with id %(id)s.", id=device_id))
 
 
 def versions_to_compare(session: so.Session, device: Device, from_id: str | None, to_id: str | None,

@@ -28,9 +28,9 @@ from flask import current_app
 from flask_babel import gettext as _
 
 from app.auth import audit
-from app.db import utcnow
+from app.db import get_or_raise, utcnow
 from app.errors import Conflict, Invalid, NotFound
-from app.provisioning.models import Credential, CredentialAssignment, CredentialKind, EquipmentKind
+from app.provisioning.credentials.models import Credential, CredentialAssignment, CredentialKind, EquipmentKind
 from app.sites.models import Bridge, Endpoint, HostKind, ManagedHost, Site
 
 KEY_FILE = "credential_keys"
@@ -189,10 +189,7 @@ def list_credentials(session: so.Session) -> list[Credential]:
 
 
 def get_credential(session: so.Session, credential_id: int) -> Credential:
-    credential = session.get(Credential, credential_id)
-    if credential is None:
-        raise NotFound(_("No credential with id %(id)s.", id=credential_id))
-    return credential
+    return get_or_raise(session, Credential, credential_id, _("No credential with id %(id)s.", id=credential_id))
 
 
 def create_credential(session: so.Session, name: str, kind: CredentialKind | str, username: str, secret: str,

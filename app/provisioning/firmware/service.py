@@ -25,6 +25,7 @@ from flask_babel import gettext as _
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from app.auth.models import User
+from app.db import get_or_raise
 from app.errors import Conflict, Invalid, NotFound
 from app.provisioning.firmware.models import FIRMWARE_FOLDER, FirmwareImage
 from app.storage import drop_after_commit, written
@@ -53,10 +54,7 @@ def list_images(session: so.Session) -> list[FirmwareImage]:
 
 
 def get_image(session: so.Session, image_id: int) -> FirmwareImage:
-    image = session.get(FirmwareImage, image_id)
-    if image is None:
-        raise NotFound(_("There is no firmware image %(id)s.", id=image_id))
-    return image
+    return get_or_raise(session, FirmwareImage, image_id, _("There is no firmware image %(id)s.", id=image_id))
 
 
 def clean_filename(name: str) -> str:

@@ -22,8 +22,8 @@ from app.db import db
 from app.errors import DomainError
 from app.provisioning import service
 from app.provisioning.guard import service as guard
+from app.provisioning.guard.models import JobOverride
 from app.provisioning.models import Job, JobTemplate
-from app.provisioning.schedules.models import JobOverride
 from app.web.access import require
 
 bp = Blueprint("guard", __name__, url_prefix="/jobs/templates")

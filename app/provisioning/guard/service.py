@@ -16,7 +16,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -25,12 +24,16 @@ from flask_babel import gettext as _
 
 from app.auth import audit
 from app.auth.models import User
+from app.config import local_zone
 from app.db import utcnow
 from app.errors import Conflict, Invalid
-from app.meetings.models import HOLDING, Meeting, Occurrence, Participation
-from app.provisioning import runner
+from app.meetings.models import Meeting, Occurrence, Participation
+from app.meetings.queries import holding
+from app.provisioning.guard.models import DEFAULT_EXPECTED_MINUTES, JobOverride, TemplateGuard
+from app.provisioning.inventory import build_inventory
 from app.provisioning.models import Job, JobTemplate
-from app.provisioning.schedules.models import DEFAULT_EXPECTED_MINUTES, JobOverride, TemplateGuard
+from app.provisioning.runner.targets import target_hosts
+from app.provisioning.runner.workdir import write_inventory
 from app.sites.models import Site
 
 log = logging.getLogger(__name__)
@@ -55,7 +58,7 @@ class MeetingInWindow:
                 "ends_at": self.ends_at.isoformat()}
 
     def describe(self) -> str:
-        zone = ZoneInfo(current_app.config["TIMEZONE"])
+        zone = local_zone()
         start, end = self.setup_starts_at.astimezone(zone), self.ends_at.astimezone(zone)
         return _("%(title)s at %(sites)s (from the setup at %(start)s to %(end)s)", title=self.title,
                  sites=", ".join(self.sites), start=start.strftime("%d/%m/%Y %H:%M"), end=end.strftime("%H:%M"))
@@ -113,13 +116,13 @@ def save_template_guard(session: so.Session, template: JobTemplate, changes_equi
 
 def job_targets(session: so.Session, template: JobTemplate, limit: str) -> tuple[set[int], dict[int, str]]:
     """(site ids, {bridge id: name}) of the hosts the job would work on."""
-    inventory = runner.build_inventory(session, template.credential_id)
+    inventory = build_inventory(session, template.credential_id)
     playbook = Path(current_app.config["PLAYBOOK_DIR"]) / template.playbook
     with tempfile.TemporaryDirectory(prefix="vcops-guard-") as folder:
         path = Path(folder) / "hosts.yml"
-        runner.write_inventory(inventory, path)  # no logins: names, groups and addresses only
+        write_inventory(inventory, path)  # no logins: names, groups and addresses only
         try:
-            hosts = runner.target_hosts(playbook, path, limit)
+            hosts = target_hosts(playbook, path, limit)
         except Exception as exc:  # the run will fail on it; until then, assume every host is concerned
             log.info("guard: hosts of %s within %r not resolved (%s); checking every host", playbook.name, limit,
                      exc)
@@ -139,7 +142,7 @@ def meetings_in_window(session: so.Session, site_ids: set[int], bridges: dict[in
     at_sites = sa.select(Participation.occurrence_id).where(Participation.site_id.in_(site_ids))
     stmt = (sa.select(Occurrence).join(Meeting, Occurrence.meeting_id == Meeting.id)
             .options(so.selectinload(Occurrence.participations), so.joinedload(Occurrence.meeting))
-            .where(Occurrence.status.in_(HOLDING), Occurrence.setup_starts_at < end, Occurrence.ends_at > start,
+            .where(holding(start, end),
                    sa.or_(Occurrence.id.in_(at_sites), Meeting.host_site_id.in_(site_ids),
                           Occurrence.bridge_id.in_(list(bridges))))
             .order_by(Occurrence.setup_starts_at, Occurrence.id))

@@ -76,8 +76,9 @@ def schedule_list() -> ResponseReturnValue:
 @require("jobs.launch")
 def schedule_create() -> ResponseReturnValue:
     form = ScheduleForm()
-    if request.method == "GET" and request.args.get("template_id", "").isdigit():
-        form.template_id.data = int(request.args["template_id"])
+    template_id = request.args.get("template_id", type=int)
+    if request.method == "GET" and template_id is not None:
+        form.template_id.data = template_id
     return _page(form, None)
 
 

@@ -25,8 +25,8 @@ from flask_babel import lazy_gettext as _l
 from app.auth import audit
 from app.auth.models import User
 from app.config import local_zone
-from app.db import commit_scope, utcnow
-from app.errors import DomainError, Forbidden, Invalid, NotFound
+from app.db import commit_scope, get_or_raise, utcnow
+from app.errors import DomainError, Forbidden, Invalid
 from app.provisioning import service
 from app.provisioning.models import Job, JobTemplate
 from app.provisioning.schedules.models import JobSchedule
@@ -97,10 +97,7 @@ def list_schedules(session: so.Session) -> list[JobSchedule]:
 
 
 def get_schedule(session: so.Session, schedule_id: int) -> JobSchedule:
-    schedule = session.get(JobSchedule, schedule_id)
-    if schedule is None:
-        raise NotFound(_("No schedule with id %(id)s.", id=schedule_id))
-    return schedule
+    return get_or_raise(session, JobSchedule, schedule_id, _("No schedule with id %(id)s.", id=schedule_id))
 
 
 def _optional(value: Any) -> str | None:
