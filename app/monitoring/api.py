@@ -1,10 +1,10 @@
-"""The monitoring JSON API under /api/v1: the board, a link's history, the meetings at risk, incidents, and the
+"""Monitoring room: the JSON API under /api/v1, the board, a link's history, the meetings at risk, incidents, and the
 webhook Alertmanager posts its notifications to.
 
-Thin views as in app.sites.api: the schemas parse, app.monitoring.service reads, app.monitoring.incidents
-records, the request's commit point commits. Alertmanager authenticates with the bearer token of a user holding
-monitoring.receive (`http_config.authorization` in alertmanager.yml); a payload it cannot have meant is a 400
-naming the field.
+Thin views as in app.sites.api: the schemas parse, app.monitoring.board and .at_risk read,
+app.monitoring.incidents reads and records, the request's commit point commits. Alertmanager authenticates with
+the bearer token of a user holding monitoring.receive (`http_config.authorization` in alertmanager.yml); a
+payload it cannot have meant is a 400 naming the field.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 
 from app.db import db
-from app.monitoring import incidents, schemas, service
+from app.monitoring import at_risk as risk
+from app.monitoring import board as states
+from app.monitoring import incidents, schemas
 from app.monitoring.models import Incident
 from app.web.access import require
 from app.web.api import ApiBlueprint
@@ -27,8 +29,8 @@ from app.web.pagination import paginate
 Args = dict[str, Any]
 
 
-def _thresholds() -> service.Thresholds:
-    return service.Thresholds.from_config(current_app.config)
+def _thresholds() -> states.Thresholds:
+    return states.Thresholds.from_config(current_app.config)
 
 
 board = ApiBlueprint("board", "The operators' board: every site's state from the latest probe results.",
@@ -47,10 +49,10 @@ class BoardView(MethodView):
     @board.arguments(schemas.BoardQuery, location="query")
     @board.response(200, schemas.BoardOut)
     @board.fails(404, 422)
-    def get(self, args: Args) -> service.Board:
+    def get(self, args: Args) -> states.Board:
         """Every active site in tree order with its state, uplink figures and rooms; `under` a site's subtree,
         `state` one state."""
-        return service.board(db.session, under=args["under"], state=args["state"], thresholds=_thresholds(),
+        return states.board(db.session, under=args["under"], state=args["state"], thresholds=_thresholds(),
                              history=False)
 
 
@@ -59,9 +61,9 @@ class LinkHistoryView(MethodView):
     @require("monitoring.view")
     @link_history.response(200, schemas.LinkHistoryOut)
     @link_history.fails(404)
-    def get(self, code: str) -> service.LinkDetail:
+    def get(self, code: str) -> states.LinkDetail:
         """A link's latest state, its samples over the kept history (PROBE_HISTORY_MINUTES) and its incidents."""
-        return service.link_detail(db.session, code, thresholds=_thresholds(),
+        return states.link_detail(db.session, code, thresholds=_thresholds(),
                                    history_minutes=current_app.config["PROBE_HISTORY_MINUTES"])
 
 
@@ -73,7 +75,7 @@ class AtRiskView(MethodView):
     @at_risk.fails(422)
     def get(self, args: Args) -> Args:
         """Meetings in progress or starting within `hours` whose sites are failing, with each site and why."""
-        return {"meetings": service.meetings_at_risk(db.session, horizon=dt.timedelta(hours=args["hours"]),
+        return {"meetings": risk.meetings_at_risk(db.session, horizon=dt.timedelta(hours=args["hours"]),
                                                      thresholds=_thresholds())}
 
 
@@ -85,7 +87,7 @@ class IncidentCollection(MethodView):
     @incident_api.fails(422)
     def get(self, args: Args) -> Args:
         """Incidents, newest first: open (firing, the default), resolved or all; of one site."""
-        stmt = service.incident_query(args["status"], args["site"])
+        stmt = incidents.incident_query(args["status"], args["site"])
         return paginate(stmt, args["page"], args["page_size"]).as_api()
 
 
@@ -96,7 +98,7 @@ class IncidentItem(MethodView):
     @incident_api.fails(404)
     def get(self, incident_id: int) -> Incident:
         """An incident with its labels and annotations as Alertmanager sent them."""
-        return service.get_incident(db.session, incident_id)
+        return incidents.get_incident(db.session, incident_id)
 
 
 @incident_api.route("/<int:incident_id>/ack", methods=["POST"], endpoint="ack")
@@ -106,7 +108,7 @@ class IncidentItem(MethodView):
 @incident_api.fails(404, 409, 422)
 def acknowledge(data: Args, incident_id: int) -> Incident:
     """Take the incident on, with an optional note; who and when are kept (409 when already acknowledged)."""
-    return incidents.acknowledge(db.session, service.get_incident(db.session, incident_id), current_user,
+    return incidents.acknowledge(db.session, incidents.get_incident(db.session, incident_id), current_user,
                                  data["note"])
 
 

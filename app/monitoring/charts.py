@@ -1,4 +1,4 @@
-"""Inline SVG charts drawn on the server: the board's sparklines and a link's history panels.
+"""Monitoring room: inline SVG charts drawn on the server, the board's sparklines and a link's history panels.
 
 No script and no chart library: a polyline per unbroken run of replies, a tick where a whole step was lost,
 a dashed line at the alert threshold. Coordinates only; the templates draw them (and label them in the

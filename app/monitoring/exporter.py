@@ -1,10 +1,10 @@
-"""The state exporter: what the alert rules must know from the database, as metrics for Prometheus.
+"""Monitoring room: the state exporter, what the alert rules must know from the database, as metrics for Prometheus.
 
 The probe agents say whether a link answers; only the inventory and the calendar say what that means: which
 link backs up which, which uplinks lie above a site (so Alertmanager can blame the district's uplink and stay
 quiet about the communes below it), which sites are in a meeting soon, which are under planned maintenance.
-`vcops exporter` reads that once every few seconds, renders the page once, and serves the same bytes to every
-scrape (app/monitoring/exposition.py); a scrape never touches the database.
+`vcops exporter` (app.monitoring.commands) reads that once every few seconds (run), renders the page once, and
+serves the same bytes to every scrape (app/monitoring/exposition.py); a scrape never touches the database.
 
 Series (names and labels are the contract the rules in monitoring/rules/ rely on):
   vcops_link_info{link,site,parent_site,backup_of}          1 per probed active link (backup_of "" for a primary)
@@ -22,20 +22,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import signal
 import threading
 import time
-from typing import Any
 
-import click
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from flask import current_app
-from flask.cli import with_appcontext
 
-from app.auth.audit import acting_as
-from app.meetings.models import HOLDING, Meeting, Occurrence, Participation
-from app.monitoring.exposition import Family, MetricsPage, render, serve
+from app.db import db, read_only_intent, utcnow
+from app.meetings.models import Meeting, Occurrence, Participation
+from app.meetings.queries import holding
+from app.monitoring.exposition import Family, MetricsPage, render
 from app.monitoring.topology import topology
 from app.sites.models import Endpoint, Link, MaintenanceWindow, Site, Status
 
@@ -58,7 +54,9 @@ def _meeting_families(session: so.Session, now: dt.datetime, horizon: dt.timedel
         .join(Meeting, Meeting.id == Occurrence.meeting_id)
         .join(Participation, Participation.occurrence_id == Occurrence.id)
         .join(Site, Site.id == Participation.site_id)
-        .where(Occurrence.status.in_(HOLDING), Occurrence.starts_at <= now + horizon, Occurrence.ends_at > now)
+        # The horizon's last instant included (a meeting starting exactly then is listed): one microsecond, the
+        # resolution of the stored times, past it.
+        .where(holding(now, now + horizon + dt.timedelta(microseconds=1), from_setup=False))
         .order_by(Occurrence.starts_at, Occurrence.id, Site.code)).all()
     start = Family("vcops_meeting_site_start_timestamp_seconds", "gauge",
                    "Start of a meeting occurrence (Unix time) for each site taking part, for occurrences that are "
@@ -146,52 +144,22 @@ def refresh(page: MetricsPage, session: so.Session, now: dt.datetime, horizon_ho
     page.update(render(families))
 
 
-@click.command("exporter")
-@with_appcontext
-@click.option("--listen", default=None, metavar="HOST:PORT",
-              help="Where to serve /metrics (default: the EXPORTER_LISTEN setting).")
-@click.option("--refresh-seconds", type=click.FloatRange(min=0.5), default=REFRESH_SECONDS, show_default=True,
-              help="How often the database is read again.")
-def exporter_command(listen: str | None, refresh_seconds: float) -> None:
-    """Serve the link tree, meetings and maintenance windows from the database as Prometheus metrics."""
-    from app.db import db, read_only_intent, utcnow
+def read_once(page: MetricsPage, horizon_hours: float) -> None:
+    """Refresh the page from the database in a read transaction of its own; on a database error keep serving the
+    last good page (Prometheus sees the refresh timestamp age and can alert)."""
+    try:
+        with read_only_intent():
+            refresh(page, db.session(), utcnow(), horizon_hours)
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning("exporter: reading the database failed: %s", exc)
+    finally:
+        db.session.remove()  # end the read transaction, so the next read sees new rows
 
-    app = current_app._get_current_object()
-    with acting_as("exporter"):
-        listen = listen or app.config["EXPORTER_LISTEN"]
-        horizon = float(app.config["EXPORTER_HORIZON_HOURS"])
-        # /healthz turns 503 when the database has not been read for a while (the page itself stays served).
-        page = MetricsPage(stale_after=max(60.0, 10 * refresh_seconds))
 
-        def read_once() -> None:
-            try:
-                with read_only_intent():
-                    refresh(page, db.session(), utcnow(), horizon)
-            except sa.exc.SQLAlchemyError as exc:
-                # Keep serving the last good page: Prometheus sees the refresh timestamp age and can alert.
-                log.warning("exporter: reading the database failed: %s", exc)
-            finally:
-                db.session.remove()  # end the read transaction, so the next read sees new rows
-
-        stop = threading.Event()
-
-        def on_signal(_signum: int, _frame: Any) -> None:
-            stop.set()
-
-        # Before anything is announced: a supervisor may stop the exporter as soon as it says it serves.
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        read_once()
-        try:
-            server = serve(page, listen)
-        except (OSError, ValueError) as exc:
-            raise click.ClickException(str(exc)) from exc
-        click.echo(f"vcops exporter: serving {server.url}/metrics, reading the database every {refresh_seconds:g} s")
-        try:
-            next_read = time.monotonic() + refresh_seconds
-            while not stop.wait(max(0.0, next_read - time.monotonic())):
-                read_once()
-                next_read += refresh_seconds
-                next_read = max(next_read, time.monotonic())  # after a slow read, do not try to catch up
-        finally:
-            server.close()
+def run(page: MetricsPage, horizon_hours: float, refresh_seconds: float, stop: threading.Event) -> None:
+    """Read the database again every `refresh_seconds` until `stop` is set (the first read is the caller's)."""
+    next_read = time.monotonic() + refresh_seconds
+    while not stop.wait(max(0.0, next_read - time.monotonic())):
+        read_once(page, horizon_hours)
+        next_read += refresh_seconds
+        next_read = max(next_read, time.monotonic())  # after a slow read, do not try to catch up

@@ -1,4 +1,5 @@
-"""Metrics in Prometheus' text format (0.0.4), rendered once per step and served as they are to every scrape.
+"""Monitoring room: metrics in Prometheus' text format (0.0.4), rendered once per step and served as they are to
+every scrape; shared by the probe agent and the exporter.
 
 The probe agent and the state exporter measure once per step (a minute) but are scraped by one or more
 Prometheus servers at their own pace. At national scale a page holds about 100,000 samples, so it is

@@ -1,11 +1,12 @@
-"""Incidents from Alertmanager's webhook, and their acknowledgement by an operator.
+"""Monitoring room: the incidents, made from Alertmanager's webhook, listed for the operators, acknowledged by one.
 
 Alertmanager (webhook payload version 4) posts each notification of a group with all its alerts, again at
 every repeat, and once more when an alert resolves; with several Alertmanagers in a cluster the same
 notification can even come twice at once. So an incident is one row per alert and firing period, keyed
 (fingerprint, startsAt), and ingesting is an upsert: a notification already seen changes nothing but the
 time it was last heard of. A resolved period stays resolved: a firing notification delivered late does not
-reopen it (an alert that fires again gets a new startsAt, hence a new row).
+reopen it (an alert that fires again gets a new startsAt, hence a new row). Plain functions of a session, no
+commits.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from flask_babel import gettext as _
 
 from app.auth import audit
 from app.auth.models import User
-from app.db import utcnow
+from app.db import get_or_raise, utcnow
 from app.errors import Conflict, Invalid
 from app.monitoring.models import Incident, IncidentStatus
 
 NOTE_MAX = 500
+INCIDENT_FILTERS = ("open", "resolved", "all")  # the list's status filter
 
 
 @dataclass
@@ -127,3 +129,34 @@ def acknowledge(session: so.Session, incident: Incident, user: User, note: str =
                  summary=f"{incident.alertname} {incident.site_code or incident.link_code}".strip(),
                  after={"note": note, "acknowledged_at": incident.acknowledged_at.isoformat()})
     return incident
+
+
+# ---------------------------------------------------------------- reading the incidents
+
+def incident_query(status: str = "open", site: str = "") -> sa.Select[tuple[Incident]]:
+    """Incidents newest first; `status` is open (firing), resolved or all; `site` a site code."""
+    stmt = sa.select(Incident).options(so.joinedload(Incident.acknowledged_by)).order_by(
+        Incident.starts_at.desc(), Incident.id.desc())
+    if status == "open":
+        stmt = stmt.where(Incident.status == IncidentStatus.FIRING)
+    elif status == "resolved":
+        stmt = stmt.where(Incident.status == IncidentStatus.RESOLVED)
+    if site:
+        stmt = stmt.where(Incident.site_code == site)
+    return stmt
+
+
+def get_incident(session: so.Session, incident_id: int) -> Incident:
+    """One incident, or NotFound naming its id."""
+    return get_or_raise(session, Incident, incident_id, _("No incident with id %(id)s.", id=incident_id))
+
+
+def incident_sites(session: so.Session) -> list[str]:
+    """The site codes incidents were raised for, for the list's filter."""
+    return list(session.scalars(sa.select(Incident.site_code).where(Incident.site_code != "").distinct()
+                                .order_by(Incident.site_code)))
+
+
+def open_incident_count(session: so.Session) -> int:
+    """The incidents still firing, for the board's header."""
+    return session.scalar(sa.select(sa.func.count()).where(Incident.status == IncidentStatus.FIRING)) or 0

@@ -1,4 +1,4 @@
-"""Typed models of what the probe agents measured and of the incidents Alertmanager reported.
+"""Monitoring room: typed models of what the probe agents measured and of the incidents Alertmanager reported.
 
 Each agent writes the latest state of every target it probes (one row per link or endpoint, replaced every
 step) and a sample per step into the history tables, which it prunes to PROBE_HISTORY_MINUTES as it goes:

@@ -1,6 +1,7 @@
-"""The operators' pages: the live board, a link's history, incidents and their acknowledgement, meetings at risk.
+"""Monitoring room: the operators' pages, the live board, a link's history, incidents and their acknowledgement,
+meetings at risk.
 
-Thin views: parse the query, call app.monitoring.service (or .incidents), render. The board page polls
+Thin views: parse the query, call app.monitoring.board, .at_risk or .incidents, render. The board page polls
 board.json every few seconds and swaps in the rows that changed (app/static/monitoring.js): the rows are
 rendered by the same macro as the page's, so the page and its updates cannot disagree.
 """
@@ -28,8 +29,10 @@ from flask_login import current_user
 
 from app.db import db, utcnow
 from app.errors import DomainError
-from app.monitoring import charts, incidents, service
-from app.monitoring.service import STATE_LABELS, SiteState
+from app.monitoring import at_risk as risk
+from app.monitoring import board as states
+from app.monitoring import charts, incidents
+from app.monitoring.board import STATE_LABELS, SiteState
 from app.web.access import require
 from app.web.pagination import paginate_request
 
@@ -39,8 +42,8 @@ SPARK_WIDTH, SPARK_HEIGHT = 120, 24
 CHART_WIDTH, CHART_HEIGHT = 720, 90
 
 
-def _thresholds() -> service.Thresholds:
-    return service.Thresholds.from_config(current_app.config)
+def _thresholds() -> states.Thresholds:
+    return states.Thresholds.from_config(current_app.config)
 
 
 # ---------------------------------------------------------------- presentation helpers for the templates
@@ -67,10 +70,10 @@ def state_label(state: SiteState | str) -> str:
 
 
 @bp.app_template_global("mon_sparkline")
-def sparkline(site: service.SiteStatus, end: dt.datetime) -> charts.Series:
+def sparkline(site: states.SiteStatus, end: dt.datetime) -> charts.Series:
     t = _thresholds()
     stop = charts.floor_time(end, t.step_seconds) + dt.timedelta(seconds=t.step_seconds)
-    return charts.series(site.history, start=stop - dt.timedelta(minutes=service.SPARKLINE_MINUTES), end=stop,
+    return charts.series(site.history, start=stop - dt.timedelta(minutes=states.SPARKLINE_MINUTES), end=stop,
                          width=SPARK_WIDTH, height=SPARK_HEIGHT, floor=0.05, limit=t.rtt_seconds)
 
 
@@ -82,18 +85,18 @@ def _board_args() -> tuple[str, str]:
     return request.args.get("under", "").strip(), state if state in {s.value for s in SiteState} else ""
 
 
-def _at_risk() -> list[service.MeetingAtRisk]:
-    return service.meetings_at_risk(db.session, thresholds=_thresholds())
+def _at_risk() -> list[risk.MeetingAtRisk]:
+    return risk.meetings_at_risk(db.session, thresholds=_thresholds())
 
 
 @bp.get("/board")
 @require("monitoring.view")
 def board() -> ResponseReturnValue:
     under, state = _board_args()
-    b = service.board(db.session, under=under, state=state, thresholds=_thresholds())
+    b = states.board(db.session, under=under, state=state, thresholds=_thresholds())
     return render_template("monitoring/board.html", board=b, under=under, state=state, states=list(SiteState),
-                           parents=service.board_filter_sites(db.session), at_risk=_at_risk(),
-                           open_incidents=service.open_incident_count(db.session),
+                           parents=states.board_filter_sites(db.session), at_risk=_at_risk(),
+                           open_incidents=incidents.open_incident_count(db.session),
                            poll_ms=POLL_SECONDS * 1000, thresholds=_thresholds(),
                            data_url=url_for(".board_json", **{k: v for k, v in (("under", under), ("state", state))
                                                                if v}))
@@ -105,14 +108,14 @@ def board_json() -> ResponseReturnValue:
     """What the board page polls: each row as the page renders it, the counts, the meetings at risk. Between
     two probe steps nothing changes, and the browser's revalidation (ETag) gets a bodiless 304."""
     under, state = _board_args()
-    b = service.board(db.session, under=under, state=state, thresholds=_thresholds())
+    b = states.board(db.session, under=under, state=state, thresholds=_thresholds())
     row = get_template_attribute("monitoring/_board.html", "site_row")
     panel = get_template_attribute("monitoring/_board.html", "at_risk_panel")
     response = jsonify({
         "summary": {s.value: n for s, n in b.summary.items()},
         "rows": [{"code": s.code, "state": s.state.value, "html": str(row(s, b.generated_at))} for s in b.sites],
         "at_risk_html": str(panel(_at_risk())),
-        "open_incidents": service.open_incident_count(db.session),
+        "open_incidents": incidents.open_incident_count(db.session),
     })
     response.add_etag()
     response.headers["Cache-Control"] = "private, no-cache"
@@ -123,7 +126,7 @@ def board_json() -> ResponseReturnValue:
 @require("monitoring.view")
 def link_page(code: str) -> ResponseReturnValue:
     t = _thresholds()
-    detail = service.link_detail(db.session, code, thresholds=t,
+    detail = states.link_detail(db.session, code, thresholds=t,
                                  history_minutes=current_app.config["PROBE_HISTORY_MINUTES"])
     end = charts.floor_time(utcnow(), t.step_seconds) + dt.timedelta(seconds=t.step_seconds)
     rows = detail.samples
@@ -146,23 +149,23 @@ def link_page(code: str) -> ResponseReturnValue:
 @require("monitoring.view")
 def incident_list() -> ResponseReturnValue:
     status = request.args.get("status", "open")
-    status = status if status in service.INCIDENT_FILTERS else "open"
+    status = status if status in incidents.INCIDENT_FILTERS else "open"
     site = request.args.get("site", "").strip()
-    page = paginate_request(service.incident_query(status, site))
+    page = paginate_request(incidents.incident_query(status, site))
     return render_template("monitoring/incidents.html", page=page, status=status, site=site,
-                           sites=service.incident_sites(db.session))
+                           sites=incidents.incident_sites(db.session))
 
 
 @bp.get("/incidents/<int:incident_id>")
 @require("monitoring.view")
 def incident_detail(incident_id: int) -> ResponseReturnValue:
-    return render_template("monitoring/incident.html", incident=service.get_incident(db.session, incident_id))
+    return render_template("monitoring/incident.html", incident=incidents.get_incident(db.session, incident_id))
 
 
 @bp.post("/incidents/<int:incident_id>/ack")
 @require("incidents.ack")
 def incident_ack(incident_id: int) -> ResponseReturnValue:
-    incident = service.get_incident(db.session, incident_id)
+    incident = incidents.get_incident(db.session, incident_id)
     back = request.form.get("next", "")
     # Only back to one of our own pages (a crafted form cannot send the operator elsewhere).
     target = back if back.startswith("/monitoring/") else url_for(".incident_detail", incident_id=incident_id)
@@ -181,7 +184,8 @@ def incident_ack(incident_id: int) -> ResponseReturnValue:
 @bp.get("/at-risk")
 @require("monitoring.view")
 def at_risk() -> ResponseReturnValue:
-    raw = request.args.get("hours", "").strip()
-    hours = min(max(int(raw), 1), 24) if raw.isdigit() else 3
-    meetings = service.meetings_at_risk(db.session, horizon=dt.timedelta(hours=hours), thresholds=_thresholds())
+    # A hand-edited figure is no error: none (or not a number) is the default 3 hours, others are kept to 1..24.
+    hours = request.args.get("hours", type=int)
+    hours = 3 if hours is None else min(max(hours, 1), 24)
+    meetings = risk.meetings_at_risk(db.session, horizon=dt.timedelta(hours=hours), thresholds=_thresholds())
     return render_template("monitoring/at_risk.html", meetings=meetings, hours=hours)

@@ -1,4 +1,4 @@
-"""Schemas of the monitoring JSON API: Alertmanager's webhook payload (version 4), the board, a link's history,
+"""Monitoring room: schemas of the JSON API, Alertmanager's webhook payload (version 4), the board, a link's history,
 incidents and the meetings at risk."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ import marshmallow as ma
 from flask_babel import lazy_gettext as _l
 from marshmallow import fields, validate
 
+from app.monitoring.board import SiteState
+from app.monitoring.incidents import INCIDENT_FILTERS
 from app.monitoring.models import IncidentStatus
-from app.monitoring.service import INCIDENT_FILTERS, SiteState
 from app.web.schemas import Input, PageQuery, UTCDateTime, page_of
 
 _ALERT_STATUS = validate.OneOf([s.value for s in IncidentStatus], error=_l("Must be firing or resolved."))

@@ -1,5 +1,6 @@
-"""Checking the endpoints each step: their SIP and management ports, and over the management interface (the device
-layer, pinned host keys only) whether they are registered, in a call, and how the call's media fares.
+"""Monitoring room, probe agent: checking the endpoints each step: their SIP and management ports, and over the
+management interface (the device layer, pinned host keys only) whether they are registered, in a call, and how
+the call's media fares.
 
 The ports are asked with plain TCP connects on the agent's event loop. The device layer blocks (paramiko), so
 its requests run in a small thread pool, and only for endpoints whose management port answered. A session is

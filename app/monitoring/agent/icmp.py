@@ -1,4 +1,5 @@
-"""The ICMP engine: smokeping-style echo series to many addresses at once, through one socket.
+"""Monitoring room, probe agent: the ICMP engine, smokeping-style echo series to many addresses at once, through
+one socket.
 
 `await ping_many(addresses, count=20, interval=1.0, timeout=2.0, concurrency=256)` sends `count` echoes to each
 address, `interval` seconds apart, and returns an `EchoResult` per address: the round trip of every echo in send

@@ -1,4 +1,4 @@
-"""The probe agent's own metrics: one set of families per step, rendered once for its /metrics page.
+"""Monitoring room, probe agent: its own metrics, one set of families per step, rendered once for its /metrics page.
 
 Names and labels are the monitoring contract's (Prometheus conventions: base units, ratios 0..1, `_total` only on
 counters). A figure that could not be measured is left out rather than written as 0 (a link whose echoes were

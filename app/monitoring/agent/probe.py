@@ -1,5 +1,6 @@
-"""The probe agent (`vcops probe`): every PROBE_STEP_SECONDS it measures the links and endpoints of its shard, writes
-the step to the database and renders its /metrics page once.
+"""Monitoring room: the probe agent's loop (`vcops probe`, whose command is in app.monitoring.commands): every
+PROBE_STEP_SECONDS it measures the links and endpoints of its shard, writes the step to the database and renders
+its /metrics page once.
 
 A step reads its targets from the inventory (so a link added on the web is probed at the next step), then, on one
 event loop and at the same time: PROBE_ECHOES echoes to every link's far end and every endpoint (smokeping-style,
@@ -18,23 +19,18 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import signal
 import socket
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
-import click
 import sqlalchemy as sa
-from flask import Flask, current_app
-from flask.cli import with_appcontext
+from flask import Flask
 from flask_babel import force_locale
 
-from app.auth.audit import acting_as
 from app.db import commit_scope, read_only_intent, utcnow
 from app.devices.profile import DeviceProfile
 from app.devices.service import device_timing
@@ -326,50 +322,3 @@ def run_step(app: Flask, shard: Shard = Shard(), agent_name: str | None = None) 
         return agent.step()
     finally:
         agent.close()
-
-
-@click.command("probe")
-@with_appcontext
-@click.option("--shard", "shard_text", default="1/1", show_default=True,
-              help="Probe the I-th of N shares of the targets (run N agents, 1/N to N/N).")
-@click.option("--once", is_flag=True, help="Run one step, write it, print a summary and exit.")
-@click.option("--listen", default=None, help="HOST:PORT of /metrics (default PROBE_LISTEN).")
-@click.option("--agent", "agent_name", default=None,
-              help="Name recorded with the measurements (default: the host name and the shard).")
-def probe_command(shard_text: str, once: bool, listen: str | None, agent_name: str | None) -> None:
-    """Probe the links and endpoints: ICMP, ports and device health, into the database and /metrics."""
-
-    app = current_app._get_current_object()
-    with acting_as("probe"):
-        shard = Shard.parse(shard_text)
-        agent = Agent(app, shard, agent_name, listen or app.config["PROBE_LISTEN"])
-        try:
-            if once:
-                click.echo(agent.step().summary())
-                return
-            _run_until_signalled(agent)
-        except IcmpPermissionError as exc:
-            raise click.ClickException(str(exc)) from exc
-        finally:
-            agent.close()
-
-
-def _run_until_signalled(agent: Agent) -> None:
-    try:
-        server = agent.serve()
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("%s received: the probe agent stops", signal.Signals(signum).name)
-        agent.stop()
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        where = f" /metrics on {server.url}/metrics" if server is not None else ""
-        click.echo(f"probe agent {agent.name} (shard {agent.shard}) started;{where}")
-        agent.run()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    click.echo("probe agent stopped")

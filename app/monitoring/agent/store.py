@@ -1,4 +1,5 @@
-"""Writing what a probe step measured: the latest state of each target, a history sample, and pruning.
+"""Monitoring room, probe agent: writing what a step measured, the latest state of each target, a history sample,
+and pruning.
 
 A step touches every target of the agent's shard, thousands of rows, so it writes in bulk: one multi-row upsert
 (INSERT ... ON CONFLICT DO UPDATE, on SQLite and PostgreSQL alike) for the states, one executemany insert for

@@ -1,11 +1,11 @@
-"""What the operators see, read from the probe agents' latest states and history: each site's state on the
-board, a link's recent history, the incidents, and the meetings at risk right now.
+"""Monitoring room: the operators' board, each site's state judged from the probe agents' latest states and an hour of
+history, the board (the tree of sites with their states and sparklines), and a link's page.
 
 A site's state is the worst of its parts: its path (the primary uplink, or a backup when the primary is down)
 and its room systems. Worst first: down > unreachable via upstream > degraded > unknown > maintenance > ok.
 A site below an ancestor whose path is down shows "unreachable via upstream" instead of its own failure
 (the probes to it cross the downed link, so its own figures say nothing new); a site under a maintenance
-window shows "maintenance". Plain functions of a session, no commits.
+window shows "maintenance". The thresholds are the Prometheus rules'. Plain functions of a session, no commits.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from flask_babel import lazy_gettext as _l
 
 from app.db import utcnow
 from app.errors import NotFound
-from app.meetings.models import HOLDING, Meeting, Occurrence, OccurrenceStatus
-from app.monitoring.models import EndpointState, Incident, IncidentStatus, LinkSample, LinkState
+from app.monitoring.models import EndpointState, Incident, LinkSample, LinkState
 from app.monitoring.topology import Topology, topology
 from app.sites.models import Endpoint, EndpointKind, Level, Link, MaintenanceWindow, Site, Status
 
@@ -51,7 +50,6 @@ STATE_LABELS = {
     SiteState.UNREACHABLE: _l("Unreachable via upstream"),
     SiteState.DOWN: _l("Down"),
 }
-INCIDENT_FILTERS = ("open", "resolved", "all")
 
 
 def worst(states: Iterable[SiteState]) -> SiteState:
@@ -406,6 +404,7 @@ def _tree_order(statuses: Iterable[SiteStatus]) -> list[SiteStatus]:
 
 
 def site_by_code(session: so.Session, code: str) -> Site:
+    """The site the board's `under` names; a 404 naming the field otherwise (a code, not an id: no get_or_raise)."""
     site = session.scalar(sa.select(Site).where(Site.code == code))
     if site is None:
         raise NotFound(_("No site with code %(code)s.", code=code), {"under": [_("no such site")]})
@@ -470,6 +469,8 @@ class LinkDetail:
 
 def link_detail(session: so.Session, code: str, *, now: dt.datetime | None = None,
                 thresholds: Thresholds = Thresholds(), history_minutes: int = 90) -> LinkDetail:
+    """A link's page: its latest state judged, its two ends, its samples of the last `history_minutes` and its
+    latest incidents."""
     now = now or utcnow()
     link = session.scalar(sa.select(Link).where(Link.code == code))
     if link is None:
@@ -493,102 +494,4 @@ def link_detail(session: so.Session, code: str, *, now: dt.datetime | None = Non
                       primary_code=target.backup_of if target is not None else "", samples=samples,
                       incidents=incidents, since=since)
 
-
-# ---------------------------------------------------------------- incidents
-
-def incident_query(status: str = "open", site: str = "") -> sa.Select[tuple[Incident]]:
-    """Incidents newest first; `status` is open (firing), resolved or all; `site` a site code."""
-    stmt = sa.select(Incident).options(so.joinedload(Incident.acknowledged_by)).order_by(
-        Incident.starts_at.desc(), Incident.id.desc())
-    if status == "open":
-        stmt = stmt.where(Incident.status == IncidentStatus.FIRING)
-    elif status == "resolved":
-        stmt = stmt.where(Incident.status == IncidentStatus.RESOLVED)
-    if site:
-        stmt = stmt.where(Incident.site_code == site)
-    return stmt
-
-
-def get_incident(session: so.Session, incident_id: int) -> Incident:
-    incident = session.get(Incident, incident_id)
-    if incident is None:
-        raise NotFound(_("No incident with id %(id)s.", id=incident_id))
-    return incident
-
-
-def incident_sites(session: so.Session) -> list[str]:
-    """The site codes incidents were raised for, for the list's filter."""
-    return list(session.scalars(sa.select(Incident.site_code).where(Incident.site_code != "").distinct()
-                                .order_by(Incident.site_code)))
-
-
-def open_incident_count(session: so.Session) -> int:
-    return session.scalar(sa.select(sa.func.count()).where(Incident.status == IncidentStatus.FIRING)) or 0
-
-
-# ---------------------------------------------------------------- meetings at risk
-
-@dataclass
-class SiteAtRisk:
-    code: str
-    name: str
-    state: SiteState
-    problems: list[Problem]
-
-
-@dataclass
-class MeetingAtRisk:
-    occurrence_id: int
-    meeting_id: int
-    title: str
-    starts_at: dt.datetime
-    ends_at: dt.datetime
-    status: OccurrenceStatus
-    in_progress: bool
-    sites: list[SiteAtRisk]
-
-
-def _risks(status: SiteStatus, endpoint_id: int | None) -> list[Problem]:
-    """What threatens a site's part in a meeting: its path, the room it joins from (or its rooms), maintenance.
-    An unmeasured site is not called at risk: the board shows it as unknown."""
-    if status.upstream_site:
-        found = [p for p in status.problems if p.code == "upstream_down"]
-    elif status.path_state in (SiteState.DOWN, SiteState.DEGRADED):
-        found = list(status.path_problems)
-    else:
-        found = []
-    if not status.upstream_site and status.path_state is not SiteState.DOWN:
-        rooms = [e for e in status.endpoints if endpoint_id is None or e.id == endpoint_id]
-        found += [p for e in rooms if e.state in (SiteState.DOWN, SiteState.DEGRADED) for p in e.problems]
-    if status.maintenance_until is not None:
-        found.insert(0, next(p for p in status.problems if p.code == "maintenance"))
-    return found
-
-
-def meetings_at_risk(session: so.Session, *, now: dt.datetime | None = None,
-                     horizon: dt.timedelta = dt.timedelta(hours=3),
-                     thresholds: Thresholds = Thresholds()) -> list[MeetingAtRisk]:
-    """Meetings in progress or starting within `horizon` (scheduled or in progress) with at least one failing
-    site, soonest first, each failing site named with why."""
-    now = now or utcnow()
-    occurrences = list(session.scalars(
-        sa.select(Occurrence).join(Meeting, Meeting.id == Occurrence.meeting_id)
-        .where(Occurrence.status.in_(HOLDING), Occurrence.starts_at < now + horizon, Occurrence.ends_at > now)
-        .options(so.selectinload(Occurrence.participations), so.contains_eager(Occurrence.meeting))
-        .order_by(Occurrence.starts_at, Occurrence.id)))
-    site_ids = {p.site_id for o in occurrences for p in o.participations}
-    statuses = site_statuses(session, site_ids, now=now, thresholds=thresholds) if site_ids else {}
-    found = []
-    for o in occurrences:
-        failing = []
-        for p in sorted(o.participations, key=lambda p: p.id):
-            status = statuses.get(p.site_id)
-            problems = _risks(status, p.endpoint_id) if status is not None else []
-            if problems:
-                failing.append(SiteAtRisk(code=status.code, name=status.name, state=status.state, problems=problems))
-        if failing:
-            found.append(MeetingAtRisk(occurrence_id=o.id, meeting_id=o.meeting_id, title=o.meeting.title,
-                                       starts_at=o.starts_at, ends_at=o.ends_at, status=o.status,
-                                       in_progress=o.starts_at <= now, sites=failing))
-    return found
 
