@@ -76,6 +76,7 @@ def register_blueprints(app: Flask) -> None:
     from app.agenda import api as agenda_api
     from app.agenda import routes as agenda_routes
     from app.auth import routes as auth_routes
+    from app.calendar import api as calendar_api
     from app.calendar import routes as calendar_routes
     from app.devices import routes as devices_routes
     from app.meetings import api as meetings_api
@@ -98,7 +99,7 @@ def register_blueprints(app: Flask) -> None:
                       devices_routes.bp, monitoring_routes.bp, metrics.bp):
         app.register_blueprint(blueprint)
     register_api(app, [*sites_api.blueprints, *meetings_api.blueprints, *agenda_api.blueprints,
-                       *jobs_api.blueprints, *monitoring_api.blueprints])
+                       *calendar_api.blueprints, *jobs_api.blueprints, *monitoring_api.blueprints])
 
 
 def connect_domains() -> None:

@@ -1,11 +1,15 @@
-"""Meeting documents on disk: what an upload really is (read from its content), and keeping files and rows in step.
+"""Shared layer: the checked file storage of uploads, for the domains that keep files beside their rows (agenda
+documents, firmware images). It imports no domain; each domain says where its folder is and which row names
+which file.
 
-An upload is streamed into a temporary file beside its final place while its size is counted and its
-SHA-256 computed; its type is then read from the content (never from the name or the browser's content
-type), and only an accepted file is renamed to a generated name, so nothing half-written is ever visible.
+Checking (`store`): an upload is streamed into a temporary file beside its final place while its size is
+counted and its SHA-256 computed; its kind is then read from the content (content sniffing: PDF, DOCX, XLSX,
+PPTX, ODT — never the name or the browser's content type), and only an accepted file is renamed to a
+generated name, so nothing half-written is ever visible. Downloads offer the name with `content_disposition`.
 
-Files and rows are kept in step by the session (see `_install`): a file written for a transaction that
-rolls back is removed, and a file whose last row was deleted is removed only after the commit.
+Files follow the transaction (`written`, `drop_after_commit`, whatever wrote the file): a file written for a
+transaction that rolls back is removed, and a file whose last row was deleted is removed only after the commit.
+`remove_orphan_files` sweeps what a crash left between the two.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ class StoredFile:
 # ---------------------------------------------------------------- reading what a file is
 
 def identify(path: Path, shown_name: str) -> str:
-    """The kind of the document in `path` (pdf, docx, xlsx, pptx, odt), read from its content, or Invalid."""
+    """The kind of the file in `path` (pdf, docx, xlsx, pptx, odt), read from its content, or Invalid."""
     with path.open("rb") as fh:
         head = fh.read(1024)
     if head.startswith(b"%PDF-"):
@@ -227,12 +231,12 @@ def store(stream: IO[bytes], filename: str, folder: Path, max_bytes: int) -> Sto
 #
 # Why session hooks rather than the outbox: removing a file is a local, instant step that needs no retries
 # and no worker, and the rollback side (a file written for rows that were never committed) can only be
-# handled by the session anyway. Agenda changes lock the meeting's row, so "no other row uses this file",
-# checked before the commit, still holds after it. The one gap, a crash between the commit and the unlink
-# (or between writing a file and committing its row), leaves an unreferenced file that nobody can reach;
-# `remove_orphan_files` sweeps those.
+# handled by the session anyway. A caller that drops a file checks, before the commit, that no other row
+# uses it, and must make that hold after the commit too (by locking the row that owns the files). The one gap,
+# a crash between the commit and the unlink (or between writing a file and committing its row), leaves an
+# unreferenced file that nobody can reach; `remove_orphan_files` sweeps those.
 
-_INFO_KEY = "vcops_document_files"
+_INFO_KEY = "vcops_stored_files"
 
 
 def _files(session: so.Session) -> dict[str, Any]:
@@ -268,11 +272,11 @@ def _unlink(path: Path) -> None:
     try:
         path.unlink(missing_ok=True)
     except OSError:
-        log.exception("could not remove document file %s", path)
+        log.exception("could not remove stored file %s", path)
 
 
 def _install(session: so.Session) -> None:
-    # Listeners on the session itself: only sessions that handled documents pay for them.
+    # Listeners on the session itself: only sessions that handled files pay for them.
     for name, fn in (("after_commit", _after_commit), ("after_soft_rollback", _after_soft_rollback)):
         if not sa.event.contains(session, name, fn):
             sa.event.listen(session, name, fn)

@@ -54,7 +54,7 @@ EXPECTED: dict[str, set[Role] | str] = {
     "meetings.availability GET": MEETINGS_VIEW, "api_meetings.availability POST": MEETINGS_VIEW,
     "meetings.book GET": MEETINGS_BOOK, "meetings.book POST": MEETINGS_BOOK,
     "api_meetings.collection POST": MEETINGS_BOOK,
-    "meetings.confirm_attendance POST": MEETINGS_ATTEND, "api_meetings.confirm POST": MEETINGS_ATTEND,
+    "calendar.confirm_attendance POST": MEETINGS_ATTEND, "api_attendance.confirm POST": MEETINGS_ATTEND,
     "calendar.feed_list GET": MEETINGS_BOOK, "calendar.feed_create POST": MEETINGS_BOOK,
     "calendar.feed_revoke POST": MEETINGS_BOOK,
 }

@@ -20,7 +20,7 @@ from werkzeug.routing import BuildError
 from wtforms import IntegerField, SelectField, StringField
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
-from app import storage as documents
+from app import storage
 from app.agenda import service as agenda
 from app.agenda.models import AgendaItem, Document
 from app.db import db
@@ -108,7 +108,7 @@ def send_document(document: Document) -> Response:
                          "again."))
     response = send_file(document.path, mimetype=document.content_type, as_attachment=True,
                          download_name=document.filename, etag=document.sha256, conditional=True)
-    response.headers["Content-Disposition"] = documents.content_disposition(document.filename)
+    response.headers["Content-Disposition"] = storage.content_disposition(document.filename)
     response.headers["X-Content-Type-Options"] = "nosniff"
     # Meeting papers are for the people allowed to see them: never kept by a shared cache.
     response.cache_control.private = True

@@ -27,11 +27,11 @@ from flask_babel import force_locale, ngettext
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from app import storage as documents
+from app import storage
 from app.agenda.models import AgendaItem, AgendaVersion, Document, documents_folder
 from app.auth.models import Role, User
 from app.auth.permissions import role_can
-from app.db import utcnow
+from app.db import get_or_raise, utcnow
 from app.errors import Conflict, DomainError, Invalid, NotFound
 from app.meetings import signals
 from app.meetings.models import Classification, Meeting, Occurrence, OccurrenceStatus, Participation
@@ -80,10 +80,7 @@ def readable_meeting(session: so.Session, user: User, meeting_id: int) -> Meetin
 
 
 def get_meeting(session: so.Session, meeting_id: int) -> Meeting:
-    meeting = session.get(Meeting, meeting_id)
-    if meeting is None:
-        raise NotFound(_("No meeting with id %(id)s.", id=meeting_id))
-    return meeting
+    return get_or_raise(session, Meeting, meeting_id, _("No meeting with id %(id)s.", id=meeting_id))
 
 
 def readable_document(session: so.Session, user: User, meeting: Meeting, document_id: int) -> Document:
@@ -253,14 +250,14 @@ def _renumber(items: list[AgendaItem]) -> None:
 
 # ---------------------------------------------------------------- the draft's documents
 
-def _store(session: so.Session, upload: Upload) -> documents.StoredFile:
+def _store(session: so.Session, upload: Upload) -> storage.StoredFile:
     max_mb = int(current_app.config["DOCUMENT_MAX_MB"])
-    stored = documents.store(upload.stream, upload.filename, documents_folder(), max_mb * 1024 * 1024)
-    documents.written(session, documents_folder() / stored.storage_name)
+    stored = storage.store(upload.stream, upload.filename, documents_folder(), max_mb * 1024 * 1024)
+    storage.written(session, documents_folder() / stored.storage_name)
     return stored
 
 
-def _file_columns(stored: documents.StoredFile) -> dict[str, Any]:
+def _file_columns(stored: storage.StoredFile) -> dict[str, Any]:
     return {"filename": stored.filename, "kind": stored.kind, "content_type": stored.content_type,
             "size": stored.size, "sha256": stored.sha256, "storage_name": stored.storage_name}
 
@@ -310,10 +307,11 @@ def _delete_document(session: so.Session, document: Document) -> None:
 
 
 def _drop_file_if_unused(session: so.Session, storage_name: str, path: Path) -> None:
-    # Published versions share the draft's files: the file goes only with the last row that names it.
+    # Published versions share the draft's files: the file goes only with the last row that names it. The
+    # caller holds the meeting's row lock, so "no other row uses this file" still holds after the commit.
     still_used = session.scalar(sa.select(sa.exists().where(Document.storage_name == storage_name)))
     if not still_used:
-        documents.drop_after_commit(session, path)
+        storage.drop_after_commit(session, path)
 
 
 # ---------------------------------------------------------------- publishing
@@ -539,4 +537,4 @@ def sweep_orphan_files(session: so.Session, older_than: dt.timedelta = dt.timede
     """Remove document files that no row names (left by a crash between writing and committing); for a
     periodic task."""
     names = session.scalars(sa.select(Document.storage_name).distinct())
-    return documents.remove_orphan_files(documents_folder(), names, older_than)
+    return storage.remove_orphan_files(documents_folder(), names, older_than)

@@ -23,9 +23,10 @@ from flask import current_app, render_template
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
+from app.auth.models import User
 from app.calendar import ics, mail, wording
 from app.calendar.models import Delivery, DeliveryKind, DeliveryStatus
-from app.calendar.service import attendance_url, meeting_url
+from app.calendar.service import attendance_url, deliveries_for, may_confirm, meeting_url
 from app.db import commit_scope, db, read_only_intent, utcnow
 from app.meetings import signals
 from app.meetings.models import Classification, Meeting, Occurrence, OccurrenceStatus
@@ -61,8 +62,17 @@ def queue(session: so.Session, meeting: Meeting, method: str, occurrence_ids: li
 
 
 def connect() -> None:
-    """Receive the meetings' and agenda's changes (app.meetings.signals): each queues the sites' mails."""
+    """Receive the meetings' and agenda's changes (app.meetings.signals): each queues the sites' mails; and
+    put the calendar's part on a meeting's page (its deliveries, the attendance buttons)."""
     signals.sites_to_notify.connect(_on_sites_to_notify)
+    signals.meeting_page.connect(_on_meeting_page)
+
+
+def _on_meeting_page(meeting: Meeting, *, session: so.Session, viewer: User, extras: signals.PageExtras,
+                     deliveries: bool) -> None:
+    if deliveries:
+        extras.deliveries = deliveries_for(session, meeting.id)
+    extras.may_confirm = lambda participation: may_confirm(viewer, participation)
 
 
 def _on_sites_to_notify(meeting: Meeting, *, session: so.Session, method: str, occurrence_ids: list[int] | None,

@@ -1,13 +1,15 @@
-"""Attendance links from invitations, ICS feeds behind secret tokens, and the page that manages the tokens.
+"""Calendar room: attendance (the signed links of the invitations, and the meeting page's button), ICS feeds
+behind secret tokens, and the page that manages the tokens.
 
-The attendance and feed addresses take no user: each view checks its own secret (a signature that
-expires, or a revocable token) before it reads anything.
+The attendance link and the feed addresses take no user: each view checks its own secret (a signature that
+expires, or a revocable token) before it reads anything. The button takes a logged-in user with
+meetings.attend (site staff: their own site only).
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -38,6 +40,18 @@ def attendance(token: str) -> ResponseReturnValue:
     participation = link.participation
     return render_template("calendar/attendance.html", participation=participation,
                            occurrence=participation.occurrence, meeting=participation.occurrence.meeting)
+
+
+@bp.post("/meetings/participations/<int:participation_id>/confirm")
+@require("meetings.attend")
+def confirm_attendance(participation_id: int) -> ResponseReturnValue:
+    """The meeting page's button: a logged-in user confirms a site's attendance."""
+    if not FlaskForm().validate():
+        abort(400, description=_("The form has expired; reload the page and try again."))
+    participation = service.confirm_in_app(db.session, current_user, participation_id)
+    flash(_("Attendance of %(site)s is confirmed.", site=participation.site.name), "success")
+    return redirect(url_for("meetings.meeting_detail", meeting_id=participation.occurrence.meeting_id,
+                            occurrence=participation.occurrence_id))
 
 
 # ---------------------------------------------------------------- feeds

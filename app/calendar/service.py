@@ -1,4 +1,5 @@
-"""Attendance (signed links and the in-app button), ICS feeds behind revocable tokens, and delivery records.
+"""Calendar room: attendance (signed links, and the in-app button and API), ICS feeds behind revocable tokens,
+and delivery records.
 
 Plain functions on a session; the caller's commit point commits.
 """
@@ -21,9 +22,10 @@ from app.auth.models import Role, User
 from app.auth.permissions import role_can
 from app.calendar import ics, wording
 from app.calendar.models import Delivery, FeedToken
-from app.db import utcnow
+from app.db import get_or_raise, utcnow
 from app.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from app.meetings.models import Classification, Meeting, Occurrence, OccurrenceStatus, Participation
+from app.meetings.queries import can_see
 from app.sites.models import Site
 
 ATTENDANCE_SALT = "attendance"
@@ -81,9 +83,7 @@ def read_attendance_link(session: so.Session, token: str) -> AttendanceLink:
                             "link from the invitation.")) from None
     if not isinstance(data, dict) or not isinstance(data.get("p"), int):
         raise LinkInvalid(_("This attendance link is not valid."))
-    participation = session.get(Participation, data["p"])
-    if participation is None:
-        raise NotFound(_("The meeting of this link no longer exists."))
+    participation = get_or_raise(session, Participation, data["p"], _("The meeting of this link no longer exists."))
     return AttendanceLink(participation, str(data.get("e", "")))
 
 
@@ -115,6 +115,17 @@ def confirm_attendance(session: so.Session, participation: Participation, by: st
                         "confirmed_by": participation.confirmed_by, "confirmed_at": now.isoformat()})
     session.flush()
     return participation
+
+
+def confirm_in_app(session: so.Session, user: User, participation_id: int) -> Participation:
+    """A logged-in user confirms a site's attendance (the meeting page's button, the API): the participation
+    must be of a meeting they may see (else 404, as if it did not exist) and of their own site (site staff)."""
+    participation = session.get(Participation, participation_id)
+    if participation is None or not can_see(session, user, participation.occurrence.meeting):
+        raise NotFound(_("No participation with id %(id)s.", id=participation_id))
+    if not may_confirm(user, participation):
+        raise Forbidden(_("You may confirm the attendance of your own site only."))
+    return confirm_attendance(session, participation, user.email)
 
 
 # ---------------------------------------------------------------- deliveries
@@ -157,9 +168,7 @@ def create_feed_token(session: so.Session, site_id: int | None, name: str = "",
 
 
 def revoke_feed_token(session: so.Session, token_id: int) -> FeedToken:
-    token = session.get(FeedToken, token_id)
-    if token is None:
-        raise NotFound(_("No feed token with id %(id)s.", id=token_id))
+    token = get_or_raise(session, FeedToken, token_id, _("No feed token with id %(id)s.", id=token_id))
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         audit.record(session, "revoke", "FeedToken", str(token.id), summary=token.prefix)

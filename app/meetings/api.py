@@ -5,8 +5,8 @@ app.meetings.queries and app.meetings.availability read, the request's commit po
 booking (or move, or scheduling) answers 409 in the one error format, with every clash of every occurrence
 in `error.fields.clashes`: [{"starts_at", "clashes": [{"kind", "resource", "message", "meeting_id",
 "meeting_title"}]}]. Times are ISO 8601 with an offset (see app.meetings.schemas). Site staff (whose role
-has meetings.attend) list and read only the meetings their site takes part in, and confirm their site's
-attendance.
+has meetings.attend) list and read only the meetings their site takes part in; they confirm their site's
+attendance through the calendar's API (app.calendar.api), under the same prefix.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from app.db import db
 from app.errors import Invalid
 from app.meetings import queries, schemas, service
 from app.meetings.availability import Availability, WorkingHours, check_availability
-from app.meetings.models import Meeting, Participation
+from app.meetings.models import Meeting
 from app.meetings.service import BookingRequest, Recurrence
 from app.web.access import login_required_only, require
 from app.web.api import ApiBlueprint
@@ -144,16 +144,6 @@ def cancel_occurrence(data: Args, occurrence_id: int) -> Meeting:
     """Cancel one occurrence, or it and all later ones (the series then ends before it)."""
     occurrence = service.get_occurrence(db.session, occurrence_id)
     return _shown(service.cancel_occurrence(db.session, occurrence, following=data["following"]))
-
-
-@meetings.route("/participations/<int:participation_id>/confirm", methods=["POST"], endpoint="confirm")
-@require("meetings.attend")
-@meetings.arguments(schemas.Empty)
-@meetings.response(200, schemas.ParticipationOut)
-@meetings.fails(404, 409, 422)
-def confirm_attendance(_data: Args, participation_id: int) -> Participation:
-    """Confirm that a site attends one occurrence (site staff: their own site only)."""
-    return queries.confirm_attendance(db.session, current_user, participation_id)
 
 
 @meetings.route("/availability", methods=["POST"], endpoint="availability")

@@ -1,11 +1,12 @@
-"""Booking: the clash and capacity rules, checked and applied in one transaction.
+"""Meetings room: booking — the clash and capacity rules, checked and applied in one transaction.
 
 Everything an occurrence holds is reserved from its setup start (the technicians' test call) to its
 end. The rules, each refused with the clashing meeting and resource named:
 - a room is in at most one holding occurrence at any instant;
 - a bridge's ports in use (one per room) never exceed its capacity at any instant (largest overlap);
-- every link on the path from a site up to the host site has the meeting's bandwidth free at every
-  instant (per-site bitrate plus 20% overhead, summed over the sites whose path crosses the link);
+- every link on the path from a site up to the host site (on each hop, the primary uplink of
+  app.sites.tree: a dedicated line first, its backup when it is down) has the meeting's bandwidth free at
+  every instant (per-site bitrate plus 20% overhead, summed over the sites whose path crosses the link);
 - nothing retired, nothing under maintenance, nothing in the past.
 Concurrent bookings are serialised per resource (PostgreSQL advisory locks taken before the check;
 SQLite's writers already queue on BEGIN IMMEDIATE), so the check and the insert cannot interleave.
@@ -26,6 +27,7 @@ from flask_babel import gettext as _
 from sqlalchemy.dialects import postgresql
 
 from app.meetings.models import HOLDING, LinkReservation, Meeting, Occurrence, Participation
+from app.sites import tree
 from app.sites.models import Bridge, Endpoint, Link, MaintenanceWindow, Site, Status
 
 OVERHEAD = 1.2  # protocol overhead on top of the video bitrate
@@ -67,11 +69,6 @@ class Plan:
 
 # ---------------------------------------------------------------- the tree and the links
 
-def _chain(site: Site) -> list[int]:
-    """Ids from the root down to the site."""
-    return [int(p) for p in site.path.strip("/").split("/") if p]
-
-
 def _hops(chain: list[int], common: int) -> list[tuple[int, int]]:
     """(child, parent) pairs from the end of the chain up to its element at index common - 1."""
     return [(chain[i], chain[i - 1]) for i in range(len(chain) - 1, common - 1, -1)]
@@ -79,11 +76,11 @@ def _hops(chain: list[int], common: int) -> list[tuple[int, int]]:
 
 def link_paths(session: so.Session, host: Site, sites: Sequence[Site]) -> tuple[dict[int, list[int]], list[Clash]]:
     """For each site, the ids of the links from it up to the host site (through their common ancestor)."""
-    host_chain = _chain(host)
+    host_chain = tree.path_ids(host)
     pairs: set[tuple[int, int]] = set()  # (child, parent) hops that must have an active link
     hops_of: dict[int, list[tuple[int, int]]] = {}
     for site in sites:
-        chain = _chain(site)
+        chain = tree.path_ids(site)
         common = 0
         while common < min(len(chain), len(host_chain)) and chain[common] == host_chain[common]:
             common += 1
@@ -91,15 +88,13 @@ def link_paths(session: so.Session, host: Site, sites: Sequence[Site]) -> tuple[
             hops_of[site.id] = _hops(chain, common) + _hops(host_chain, common)
             pairs.update(hops_of[site.id])
 
-    link_of: dict[tuple[int, int], int] = {}
+    link_of: dict[tuple[int, int], int] = {}  # (child, parent) -> the hop's primary uplink (app.sites.tree)
     if pairs:
         ids = {i for pair in pairs for i in pair}
-        rows = session.execute(sa.select(Link.id, Link.site_a_id, Link.site_b_id).where(
+        rows = session.execute(sa.select(Link.id, Link.site_a_id, Link.site_b_id, Link.medium).where(
             Link.status == Status.ACTIVE, among(session, Link.site_a_id, ids),
-            among(session, Link.site_b_id, ids)).order_by(Link.id))
-        for link_id, a, b in rows:
-            link_of.setdefault((a, b), link_id)
-            link_of.setdefault((b, a), link_id)
+            among(session, Link.site_b_id, ids)))
+        link_of = tree.primary_links(rows)
 
     clashes: list[Clash] = []
     paths: dict[int, list[int]] = {}

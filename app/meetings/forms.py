@@ -32,6 +32,7 @@ from app.meetings.booking import OVERHEAD
 from app.meetings.models import Classification, OccurrenceStatus
 from app.meetings.service import BookingRequest, Frequency, Recurrence
 from app.sites.models import Bridge, Endpoint, Level, Site
+from app.sites.tree import path_ids
 from app.web.forms import optional_int, strip
 
 # The service's field names (BookingRequest, its errors) -> the form's.
@@ -84,7 +85,7 @@ class ProposalForm(FlaskForm):
         by_id = {s.id: s for s in sites}
 
         def group_of(site: Site) -> str:
-            chain = [int(p) for p in site.path.strip("/").split("/") if p]
+            chain = path_ids(site)
             head = by_id.get(chain[1]) if len(chain) > 1 else by_id.get(chain[0])
             return head.name if head is not None else ""
 

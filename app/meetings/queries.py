@@ -1,8 +1,10 @@
-"""Read-side queries of the meetings: lists, calendars, a site's schedule, a meeting's page, who may see what.
+"""Meetings room: the read side — lists, calendars, a site's schedule, a meeting's page, who may see what,
+and the one rule for the occurrences holding their resources in a window (`holding`).
 
 Site staff see only the meetings in which their own site takes part (in any occurrence); that rule is checked
-here, on the objects, for the pages and the API alike. Attendance confirmation lives here too until the
-calendar package's service takes it over (see confirm_attendance).
+here, on the objects, for the pages and the API alike. Attendance (who may confirm it, and confirming it) is
+the calendar's (app.calendar.service), as are the invitations sent: the meeting's page gets both through
+app.meetings.signals.page_extras, never by importing the calendar.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -21,7 +22,7 @@ from flask_babel import gettext as _
 from app.auth.models import Role, User
 from app.auth.permissions import role_can
 from app.db import utcnow
-from app.errors import Conflict, Forbidden, NotFound
+from app.errors import NotFound
 from app.meetings.models import HOLDING, Meeting, Occurrence, OccurrenceStatus, Participation
 from app.sites.models import Site, Status
 
@@ -72,43 +73,6 @@ def visible_meeting(session: so.Session, user: User, meeting_id: int) -> Meeting
     if meeting is None or not can_see(session, user, meeting):
         raise NotFound(_("No meeting with id %(id)s.", id=meeting_id))
     return meeting
-
-
-def may_confirm(user: User, participation: Participation) -> bool:
-    """Site staff confirm their own site's attendance; the secretariat may record it for any site."""
-    if not role_can(user.role, "meetings.attend"):
-        return False
-    return user.role is not Role.SITE_STAFF or user.site_id == participation.site_id
-
-
-# ---------------------------------------------------------------- attendance
-
-def confirm(session: so.Session, participation: Participation, by: str, now: dt.datetime | None = None) -> None:
-    """Record that the site will attend (used only while app.calendar.service has no confirm_attendance)."""
-    now = now or utcnow()
-    occurrence = participation.occurrence
-    if occurrence.status not in HOLDING or occurrence.ends_at <= now:
-        raise Conflict(_("This occurrence is not scheduled, or is over; its attendance cannot be confirmed."),
-                       code="closed")
-    participation.confirmed_at = now
-    participation.confirmed_by = by
-    session.flush()
-
-
-def confirm_attendance(session: so.Session, user: User, participation_id: int) -> Participation:
-    """Confirm a site's attendance of one occurrence, after checking that the user may do it for that site."""
-    participation = session.get(Participation, participation_id)
-    if participation is None or not can_see(session, user, participation.occurrence.meeting):
-        raise NotFound(_("No participation with id %(id)s.", id=participation_id))
-    if not may_confirm(user, participation):
-        raise Forbidden(_("You may confirm the attendance of your own site only."))
-    try:  # the calendar package's service (which also serves the signed link in the email), when it is there
-        from app.calendar.service import confirm_attendance as calendar_confirm
-    except ImportError:
-        confirm(session, participation, user.email)
-    else:
-        calendar_confirm(session, participation, user.email)
-    return participation
 
 
 # ---------------------------------------------------------------- defaults
@@ -322,15 +286,6 @@ def split_relatives(session: so.Session, meeting: Meeting) -> tuple[Meeting | No
     children = list(session.scalars(sa.select(Meeting).where(Meeting.split_from_id == meeting.id)
                                     .order_by(Meeting.id)))
     return parent, children
-
-
-def deliveries_of(session: so.Session, meeting: Meeting) -> list[Any] | None:
-    """The invitation deliveries of the meeting (per recipient), or None while the calendar package has none."""
-    try:  # the calendar package, when it is there
-        from app.calendar.service import deliveries_for
-    except ImportError:
-        return None
-    return list(deliveries_for(session, meeting.id))
 
 
 def focus(meeting: Meeting, occurrence_id: int | None, now: dt.datetime | None = None) -> Occurrence | None:

@@ -1,5 +1,6 @@
 """Meeting pages: the list, day/week/month calendars, a site's schedule, booking with its availability check,
-a meeting's page and its actions (move, cancel, schedule a draft, confirm attendance).
+a meeting's page and its actions (move, cancel, schedule a draft). Confirming a site's attendance is the
+calendar's view (app.calendar.routes), which the page's button posts to.
 
 Thin views: parse the form or the query, call app.meetings.service (changes), app.meetings.availability or
 app.meetings.queries (reads), render. A refusal is rolled back and the form is shown again with the user's
@@ -22,9 +23,9 @@ from flask_wtf import FlaskForm
 from werkzeug.routing import BuildError
 
 from app.auth.permissions import role_can
-from app.db import db, utcnow
+from app.db import db, get_or_raise, utcnow
 from app.errors import DomainError
-from app.meetings import queries, service
+from app.meetings import queries, service, signals
 from app.meetings.availability import NOTES, WorkingHours, check_availability
 from app.meetings.forms import (
     CLASSIFICATION_LABELS,
@@ -39,7 +40,9 @@ from app.meetings.forms import (
 )
 from app.meetings.models import Meeting, Occurrence, OccurrenceStatus
 from app.meetings.service import BookingRefused
+from app.sites import queries as sites_queries
 from app.sites import service as sites_service
+from app.sites import tree as sites_tree
 from app.sites.models import Bridge, Endpoint, Site, Status
 from app.web.access import login_required_only, require
 from app.web.pagination import paginate_request
@@ -141,7 +144,7 @@ def _fill_choices(form: ProposalForm) -> None:
                    key=lambda e: (_tree_order(e.site), e.room_name))
     bridges = list(session.scalars(sa.select(Bridge).where(Bridge.status == Status.ACTIVE).order_by(Bridge.name)))
     form.fill_choices(sites, sites_service.list_levels(session), rooms, bridges,
-                      sites_service.parent_sites(session))
+                      sites_queries.parent_sites(session))
     if form.host_site_id.data is None and sites:
         roots = [s for s in sites if s.parent_id is None]
         form.host_site_id.data = (roots or sites)[0].id  # the province hall
@@ -149,7 +152,7 @@ def _fill_choices(form: ProposalForm) -> None:
 
 def _tree_order(site: Site) -> tuple[int, ...]:
     """Parents before their children, siblings by id (the materialised path, compared as numbers)."""
-    return tuple(int(p) for p in site.path.strip("/").split("/") if p)
+    return tuple(sites_tree.path_ids(site))
 
 
 def _prefill_time(form: ProposalForm) -> None:
@@ -187,8 +190,8 @@ def meeting_list() -> ResponseReturnValue:
     page = paginate_request(queries.meeting_query(db.session, f))
     return render_template("meetings/list.html", page=page, f=f, statuses=list(OccurrenceStatus),
                            summaries=queries.summaries(db.session, page.items),
-                           parents=[] if own else sites_service.parent_sites(db.session),
-                           all_sites=[] if own else sites_service.site_options(db.session),
+                           parents=[] if own else sites_queries.parent_sites(db.session),
+                           all_sites=[] if own else sites_queries.site_options(db.session),
                            own_site=db.session.get(Site, own) if own else None)
 
 
@@ -218,8 +221,8 @@ def calendar_view() -> ResponseReturnValue:
     return render_template("meetings/calendar.html", rng=rng, by_day=by_day, today=_today(), nav=nav,
                            grid=queries.hour_grid(rng.days, by_day, zone, first_hour),
                            hours=range(first_hour, last_hour + 1), within=within, site_id=site_id,
-                           parents=[] if own else sites_service.parent_sites(db.session),
-                           all_sites=[] if own else sites_service.site_options(db.session),
+                           parents=[] if own else sites_queries.parent_sites(db.session),
+                           all_sites=[] if own else sites_queries.site_options(db.session),
                            chosen=db.session.get(Site, site_id or within or own) if (site_id or within or own)
                            else None)
 
@@ -230,7 +233,7 @@ def site_schedule(site_id: int) -> ResponseReturnValue:
     own = _viewer_site()
     if own is not None and own != site_id:
         abort(403)
-    site = sites_service.get(db.session, Site, site_id, "site")
+    site = get_or_raise(db.session, Site, site_id, _("No site with id %(id)s.", id=site_id))
     since = _date_arg("from") or _today()
     start = dt.datetime.combine(since, dt.time(0), tzinfo=_zone())
     return render_template("meetings/site_schedule.html", site=site, since=since,
@@ -309,11 +312,9 @@ def meeting_detail(meeting_id: int) -> ResponseReturnValue:
         queries.with_sites(db.session, focus)
     parent, children = queries.split_relatives(db.session, meeting)
     return render_template("meetings/detail.html", meeting=meeting, focus=focus, parent=parent, children=children,
-                           # Who was mailed what is the secretariat's business, not another site's.
-                           deliveries=queries.deliveries_of(db.session, meeting) if own is None else None,
-                           own_site_id=own, now=utcnow(),
-                           may_confirm=lambda p: queries.may_confirm(current_user, p),
-                           agenda_url=_agenda_url(meeting.id))
+                           own_site_id=own, now=utcnow(), agenda_url=_agenda_url(meeting.id),
+                           # the calendar's part: the invitations sent and the attendance buttons
+                           calendar=signals.page_extras(db.session, meeting, current_user, deliveries=own is None))
 
 
 def _agenda_url(meeting_id: int) -> str:
@@ -405,15 +406,3 @@ def _confirm_page(form: FlaskForm, meeting: Meeting, occurrence: Occurrence | No
                   clashes: list[Any] | None = None) -> str:
     return render_template("meetings/confirm.html", form=form, meeting=meeting, occurrence=occurrence,
                            action=action, clashes=clashes or [])
-
-
-@bp.post("/participations/<int:participation_id>/confirm")
-@require("meetings.attend")
-def confirm_attendance(participation_id: int) -> ResponseReturnValue:
-    form = FlaskForm()
-    if not form.validate():
-        abort(400, description=_("The form has expired; reload the page and try again."))
-    participation = queries.confirm_attendance(db.session, current_user, participation_id)
-    flash(_("Attendance of %(site)s is confirmed.", site=participation.site.name), "success")
-    return redirect(url_for(".meeting_detail", meeting_id=participation.occurrence.meeting_id,
-                            occurrence=participation.occurrence_id))

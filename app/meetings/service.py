@@ -21,6 +21,7 @@ from dateutil import rrule as du
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
+from app.db import get_or_raise
 from app.errors import Conflict, Invalid, NotFound
 from app.meetings import booking, signals
 from app.meetings.booking import Clash, Plan, Window
@@ -326,17 +327,11 @@ def move_occurrence(session: so.Session, occurrence: Occurrence, starts_at: dt.d
 # ---------------------------------------------------------------- changes
 
 def get_meeting(session: so.Session, meeting_id: int) -> Meeting:
-    meeting = session.get(Meeting, meeting_id)
-    if meeting is None:
-        raise NotFound(_("No meeting with id %(id)s.", id=meeting_id))
-    return meeting
+    return get_or_raise(session, Meeting, meeting_id, _("No meeting with id %(id)s.", id=meeting_id))
 
 
 def get_occurrence(session: so.Session, occurrence_id: int) -> Occurrence:
-    occurrence = session.get(Occurrence, occurrence_id)
-    if occurrence is None:
-        raise NotFound(_("No occurrence with id %(id)s.", id=occurrence_id))
-    return occurrence
+    return get_or_raise(session, Occurrence, occurrence_id, _("No occurrence with id %(id)s.", id=occurrence_id))
 
 
 def _changeable(occurrence: Occurrence, now: dt.datetime) -> None:

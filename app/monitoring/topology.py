@@ -1,7 +1,7 @@
-"""The network as the probes and the alerts see it, read from the inventory.
+"""Monitoring room: the network as the probes and the alerts see it, read from the inventory.
 
-A site's uplink is the active link between it and its parent; when a site has several (a dedicated line and a
-mobile backup), the dedicated one with the lowest id is the primary and the others back it up. A link's far end
+A site's uplink is an active link between it and its parent; which one is the primary and which back it up is
+the sites' rule (app.sites.tree.primary_links), the same one booking reserves bandwidth by. A link's far end
 is its end at the child site: the probe agents sit at the province and measure the path down to it.
 """
 
@@ -14,6 +14,7 @@ import sqlalchemy.orm as so
 
 from app.errors import Invalid
 from app.sites.models import Endpoint, EndpointKind, Link, LinkMedium, Site, Status
+from app.sites.tree import primary_links
 
 SIP_PORT = 5060
 
@@ -81,10 +82,6 @@ class Topology:
         return found
 
 
-def _rank(medium: LinkMedium, link_id: int) -> tuple[int, int]:
-    return (0 if medium == LinkMedium.DEDICATED else 1, link_id)
-
-
 def topology(session: so.Session) -> Topology:
     """Every active link with an address at its far end, with the roles primary/backup, in one pass."""
     sites = {row.id: row for row in session.execute(sa.select(Site.id, Site.code, Site.parent_id))}
@@ -93,7 +90,7 @@ def topology(session: so.Session) -> Topology:
     rows = session.execute(sa.select(Link.id, Link.code, Link.site_a_id, Link.address_a, Link.site_b_id,
                                      Link.address_b, Link.medium).where(Link.status == Status.ACTIVE)
                            .order_by(Link.id)).all()
-    uplinks: dict[int, list[tuple[tuple[int, int], str]]] = {}
+    uplinks: list[tuple[int, int, int, LinkMedium]] = []  # (link id, child, parent, medium)
     entries = []
     for row in rows:
         a, b = sites[row.site_a_id], sites[row.site_b_id]
@@ -104,9 +101,11 @@ def topology(session: so.Session) -> Topology:
         else:  # a cross link: probe the b end
             child, parent, address = b, None, row.address_b
         if parent is not None:
-            uplinks.setdefault(child.id, []).append((_rank(row.medium, row.id), row.code))
+            uplinks.append((row.id, child.id, parent.id, row.medium))
         entries.append((row, child, parent, address))
-    primary_of_site = {site_id: sorted(codes)[0][1] for site_id, codes in uplinks.items()}
+    code_of = {row.id: row.code for row in rows}
+    primary_of_site = {child_id: code_of[link_id] for (child_id, parent_id), link_id in primary_links(uplinks).items()
+                       if sites[child_id].parent_id == parent_id}
     for site_id, code in primary_of_site.items():
         result.uplink_of_site[sites[site_id].code] = code
     for row, child, parent, address in entries:

@@ -1,8 +1,9 @@
 """The inventory's JSON API under /api/v1: sites, endpoints, bridges, hosts, links, maintenance windows, levels.
 
-Thin views: the schemas (app.sites.schemas) parse, app.sites.service does the work, the request's commit
-point commits. Every view carries its access rule; errors come in the one format of app.errors, and the
-OpenAPI document at /api/v1/openapi.json is generated from these decorators.
+Thin views: the schemas (app.sites.schemas) parse, the sites' services (app.sites.service, .equipment,
+.maintenance) do the work and app.sites.queries reads, the request's commit point commits. Every view
+carries its access rule; errors come in the one format of app.errors, and the OpenAPI document at
+/api/v1/openapi.json is generated from these decorators.
 
 Conventions: lists are `GET /<resource>` with `page` and `page_size` and answer {items, total, page, page_size};
 `POST /<resource>` creates (201 with Location); `PATCH /<resource>/<id>` changes the fields given;
@@ -18,11 +19,13 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask import url_for
 from flask.views import MethodView
+from flask_babel import gettext as _
 from flask_login import current_user
 from flask_smorest import Blueprint
 
-from app.db import db
-from app.sites import schemas, service
+from app.db import db, get_or_raise
+from app.sites import equipment, queries, schemas, service
+from app.sites import maintenance as windows
 from app.sites.models import Bridge, Endpoint, Link, MaintenanceWindow, ManagedHost, Site
 from app.web.access import require
 from app.web.api import ApiBlueprint
@@ -58,7 +61,7 @@ class SiteCollection(MethodView):
     @sites.fails(404)
     def get(self, args: Args) -> Args:
         """List sites: search, level, status, a site's subtree, samples."""
-        stmt = service.site_query(db.session, _filter(service.SiteFilter, args))
+        stmt = queries.site_query(db.session, _filter(queries.SiteFilter, args))
         return _page(stmt.options(so.selectinload(Site.contacts)), args)
 
     @require("inventory.edit")
@@ -81,7 +84,7 @@ class SiteItem(MethodView):
     @sites.fails(404)
     def get(self, site_id: int) -> Site:
         """Show a site."""
-        return service.get(db.session, Site, site_id, "site")
+        return get_or_raise(db.session, Site, site_id, _("No site with id %(id)s.", id=site_id))
 
     @require("inventory.edit")
     @sites.arguments(schemas.SitePatch)
@@ -89,7 +92,7 @@ class SiteItem(MethodView):
     @sites.fails(404, 409, 422)
     def patch(self, data: Args, site_id: int) -> Site:
         """Change the fields given; `contacts`, when given, replace the stored ones."""
-        site = service.get(db.session, Site, site_id, "site")
+        site = get_or_raise(db.session, Site, site_id, _("No site with id %(id)s.", id=site_id))
         contacts = data.pop("contacts", None)
         service.update_site(db.session, site, data)
         if contacts is not None:
@@ -103,7 +106,8 @@ class SiteItem(MethodView):
 @sites.fails(404, 409)
 def retire_site(site_id: int) -> Site:
     """Retire a site with its rooms, hosts and links; refused while active sites remain under it."""
-    return service.retire_site(db.session, service.get(db.session, Site, site_id, "site"))
+    return service.retire_site(db.session, get_or_raise(db.session, Site, site_id,
+                                                        _("No site with id %(id)s.", id=site_id)))
 
 
 # ---------------------------------------------------------------- endpoints
@@ -119,7 +123,7 @@ class EndpointCollection(MethodView):
     @endpoints.fails(404)
     def get(self, args: Args) -> Args:
         """List endpoints: search, a site's subtree, status, kind."""
-        stmt = service.endpoint_query(db.session, _filter(service.EquipmentFilter, args))
+        stmt = queries.endpoint_query(db.session, _filter(queries.EquipmentFilter, args))
         return _page(stmt.options(so.selectinload(Endpoint.site)), args)
 
     @require("inventory.edit")
@@ -128,7 +132,7 @@ class EndpointCollection(MethodView):
     @endpoints.fails(404, 409, 422)
     def post(self, data: Args) -> tuple[Any, int, dict[str, str]]:
         """Add an endpoint (a room) to a site."""
-        endpoint = service.save_endpoint(db.session, data)
+        endpoint = equipment.save_endpoint(db.session, data)
         return _created(endpoint, endpoint_id=endpoint.id)
 
 
@@ -139,7 +143,7 @@ class EndpointItem(MethodView):
     @endpoints.fails(404)
     def get(self, endpoint_id: int) -> Endpoint:
         """Show an endpoint."""
-        return service.get(db.session, Endpoint, endpoint_id)
+        return get_or_raise(db.session, Endpoint, endpoint_id, _("No endpoint with id %(id)s.", id=endpoint_id))
 
     @require("inventory.edit")
     @endpoints.arguments(schemas.EndpointPatch)
@@ -147,7 +151,8 @@ class EndpointItem(MethodView):
     @endpoints.fails(404, 409, 422)
     def patch(self, data: Args, endpoint_id: int) -> Endpoint:
         """Change the fields given."""
-        return service.save_endpoint(db.session, data, service.get(db.session, Endpoint, endpoint_id))
+        return equipment.save_endpoint(db.session, data, get_or_raise(db.session, Endpoint, endpoint_id,
+                                                                      _("No endpoint with id %(id)s.", id=endpoint_id)))
 
 
 @endpoints.route("/<int:endpoint_id>/retire", methods=["POST"], endpoint="retire")
@@ -156,8 +161,8 @@ class EndpointItem(MethodView):
 @endpoints.fails(404)
 def retire_endpoint(endpoint_id: int) -> Endpoint:
     """Retire an endpoint; it is kept for history."""
-    endpoint = service.get(db.session, Endpoint, endpoint_id)
-    service.retire(db.session, endpoint)
+    endpoint = get_or_raise(db.session, Endpoint, endpoint_id, _("No endpoint with id %(id)s.", id=endpoint_id))
+    equipment.retire(db.session, endpoint)
     return endpoint
 
 
@@ -174,7 +179,7 @@ class BridgeCollection(MethodView):
     @bridges.fails(404)
     def get(self, args: Args) -> Args:
         """List bridges: search, a site's subtree, status."""
-        stmt = service.bridge_query(db.session, _filter(service.EquipmentFilter, args))
+        stmt = queries.bridge_query(db.session, _filter(queries.EquipmentFilter, args))
         return _page(stmt.options(so.selectinload(Bridge.site)), args)
 
     @require("inventory.edit")
@@ -183,7 +188,7 @@ class BridgeCollection(MethodView):
     @bridges.fails(404, 409, 422)
     def post(self, data: Args) -> tuple[Any, int, dict[str, str]]:
         """Add a bridge."""
-        bridge = service.save_bridge(db.session, data)
+        bridge = equipment.save_bridge(db.session, data)
         return _created(bridge, bridge_id=bridge.id)
 
 
@@ -194,7 +199,7 @@ class BridgeItem(MethodView):
     @bridges.fails(404)
     def get(self, bridge_id: int) -> Bridge:
         """Show a bridge."""
-        return service.get(db.session, Bridge, bridge_id)
+        return get_or_raise(db.session, Bridge, bridge_id, _("No bridge with id %(id)s.", id=bridge_id))
 
     @require("inventory.edit")
     @bridges.arguments(schemas.BridgePatch)
@@ -202,7 +207,8 @@ class BridgeItem(MethodView):
     @bridges.fails(404, 409, 422)
     def patch(self, data: Args, bridge_id: int) -> Bridge:
         """Change the fields given."""
-        return service.save_bridge(db.session, data, service.get(db.session, Bridge, bridge_id))
+        return equipment.save_bridge(db.session, data, get_or_raise(db.session, Bridge, bridge_id,
+                                                                    _("No bridge with id %(id)s.", id=bridge_id)))
 
 
 @bridges.route("/<int:bridge_id>/retire", methods=["POST"], endpoint="retire")
@@ -211,8 +217,8 @@ class BridgeItem(MethodView):
 @bridges.fails(404)
 def retire_bridge(bridge_id: int) -> Bridge:
     """Retire a bridge; it is kept for history."""
-    bridge = service.get(db.session, Bridge, bridge_id)
-    service.retire(db.session, bridge)
+    bridge = get_or_raise(db.session, Bridge, bridge_id, _("No bridge with id %(id)s.", id=bridge_id))
+    equipment.retire(db.session, bridge)
     return bridge
 
 
@@ -229,7 +235,7 @@ class HostCollection(MethodView):
     @hosts.fails(404)
     def get(self, args: Args) -> Args:
         """List managed hosts: search, a site's subtree, status, kind."""
-        stmt = service.host_query(db.session, _filter(service.EquipmentFilter, args))
+        stmt = queries.host_query(db.session, _filter(queries.EquipmentFilter, args))
         return _page(stmt.options(so.selectinload(ManagedHost.site)), args)
 
     @require("inventory.edit")
@@ -238,7 +244,7 @@ class HostCollection(MethodView):
     @hosts.fails(404, 409, 422)
     def post(self, data: Args) -> tuple[Any, int, dict[str, str]]:
         """Add a managed host to a site."""
-        host = service.save_host(db.session, data)
+        host = equipment.save_host(db.session, data)
         return _created(host, host_id=host.id)
 
 
@@ -249,7 +255,7 @@ class HostItem(MethodView):
     @hosts.fails(404)
     def get(self, host_id: int) -> ManagedHost:
         """Show a managed host."""
-        return service.get(db.session, ManagedHost, host_id, "host")
+        return get_or_raise(db.session, ManagedHost, host_id, _("No host with id %(id)s.", id=host_id))
 
     @require("inventory.edit")
     @hosts.arguments(schemas.HostPatch)
@@ -257,7 +263,8 @@ class HostItem(MethodView):
     @hosts.fails(404, 409, 422)
     def patch(self, data: Args, host_id: int) -> ManagedHost:
         """Change the fields given."""
-        return service.save_host(db.session, data, service.get(db.session, ManagedHost, host_id, "host"))
+        return equipment.save_host(db.session, data, get_or_raise(db.session, ManagedHost, host_id,
+                                                                  _("No host with id %(id)s.", id=host_id)))
 
 
 @hosts.route("/<int:host_id>/retire", methods=["POST"], endpoint="retire")
@@ -266,8 +273,8 @@ class HostItem(MethodView):
 @hosts.fails(404)
 def retire_host(host_id: int) -> ManagedHost:
     """Retire a managed host; it is kept for history."""
-    host = service.get(db.session, ManagedHost, host_id, "host")
-    service.retire(db.session, host)
+    host = get_or_raise(db.session, ManagedHost, host_id, _("No host with id %(id)s.", id=host_id))
+    equipment.retire(db.session, host)
     return host
 
 
@@ -284,7 +291,7 @@ class LinkCollection(MethodView):
     @links.fails(404)
     def get(self, args: Args) -> Args:
         """List links: search, either end in a site's subtree, medium, status."""
-        stmt = service.link_query(db.session, _filter(service.LinkFilter, args))
+        stmt = queries.link_query(db.session, _filter(queries.LinkFilter, args))
         return _page(stmt.options(so.selectinload(Link.site_a), so.selectinload(Link.site_b)), args)
 
     @require("inventory.edit")
@@ -293,7 +300,7 @@ class LinkCollection(MethodView):
     @links.fails(404, 409, 422)
     def post(self, data: Args) -> tuple[Any, int, dict[str, str]]:
         """Add a link between two sites."""
-        link = service.save_link(db.session, data)
+        link = equipment.save_link(db.session, data)
         return _created(link, link_id=link.id)
 
 
@@ -304,7 +311,7 @@ class LinkItem(MethodView):
     @links.fails(404)
     def get(self, link_id: int) -> Link:
         """Show a link."""
-        return service.get(db.session, Link, link_id)
+        return get_or_raise(db.session, Link, link_id, _("No link with id %(id)s.", id=link_id))
 
     @require("inventory.edit")
     @links.arguments(schemas.LinkPatch)
@@ -312,7 +319,8 @@ class LinkItem(MethodView):
     @links.fails(404, 409, 422)
     def patch(self, data: Args, link_id: int) -> Link:
         """Change the fields given."""
-        return service.save_link(db.session, data, service.get(db.session, Link, link_id))
+        return equipment.save_link(db.session, data, get_or_raise(db.session, Link, link_id,
+                                                                  _("No link with id %(id)s.", id=link_id)))
 
 
 @links.route("/<int:link_id>/retire", methods=["POST"], endpoint="retire")
@@ -321,8 +329,8 @@ class LinkItem(MethodView):
 @links.fails(404)
 def retire_link(link_id: int) -> Link:
     """Retire a link; it is kept for history."""
-    link = service.get(db.session, Link, link_id)
-    service.retire(db.session, link)
+    link = get_or_raise(db.session, Link, link_id, _("No link with id %(id)s.", id=link_id))
+    equipment.retire(db.session, link)
     return link
 
 
@@ -339,7 +347,7 @@ class MaintenanceCollection(MethodView):
     @maintenance.fails(422)
     def get(self, args: Args) -> Args:
         """List maintenance windows, latest first: by target, or overlapping a period."""
-        return _page(service.maintenance_query(db.session, _filter(service.MaintenanceFilter, args)), args)
+        return _page(queries.maintenance_query(db.session, _filter(queries.MaintenanceFilter, args)), args)
 
     @require("maintenance.edit")
     @maintenance.arguments(schemas.MaintenanceCreate)
@@ -347,7 +355,7 @@ class MaintenanceCollection(MethodView):
     @maintenance.fails(404, 422)
     def post(self, data: Args) -> tuple[Any, int, dict[str, str]]:
         """Plan a maintenance window on one site, endpoint, bridge or link."""
-        window = service.create_maintenance(db.session, created_by_id=current_user.id, **data)
+        window = windows.create_maintenance(db.session, created_by_id=current_user.id, **data)
         return _created(window, window_id=window.id)
 
 
@@ -358,7 +366,8 @@ class MaintenanceItem(MethodView):
     @maintenance.fails(404)
     def get(self, window_id: int) -> MaintenanceWindow:
         """Show a maintenance window."""
-        return service.get(db.session, MaintenanceWindow, window_id, "maintenance window")
+        return get_or_raise(db.session, MaintenanceWindow, window_id,
+                            _("No maintenance window with id %(id)s.", id=window_id))
 
     @require("maintenance.edit")
     @maintenance.arguments(schemas.MaintenancePatch)
@@ -366,16 +375,17 @@ class MaintenanceItem(MethodView):
     @maintenance.fails(404, 422)
     def patch(self, data: Args, window_id: int) -> MaintenanceWindow:
         """Move a window or change its reason; its target stays."""
-        window = service.get(db.session, MaintenanceWindow, window_id, "maintenance window")
-        return service.update_maintenance(db.session, window, data)
+        window = get_or_raise(db.session, MaintenanceWindow, window_id,
+                              _("No maintenance window with id %(id)s.", id=window_id))
+        return windows.update_maintenance(db.session, window, data)
 
     @require("maintenance.edit")
     @maintenance.response(204)
     @maintenance.fails(404)
     def delete(self, window_id: int) -> None:
         """Delete a maintenance window."""
-        service.delete_maintenance(db.session, service.get(db.session, MaintenanceWindow, window_id,
-                                                           "maintenance window"))
+        windows.delete_maintenance(db.session, get_or_raise(db.session, MaintenanceWindow, window_id,
+                                                            _("No maintenance window with id %(id)s.", id=window_id)))
 
 
 # ---------------------------------------------------------------- levels

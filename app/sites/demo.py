@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask_babel import gettext as _
 
-from app.sites import service
+from app.sites import equipment, service
 from app.sites.models import ContactRole, EndpointKind, HostKind, LinkMedium, Site
 
 PROVINCE = ("TQ", "UBND tỉnh Tuyên Quang", "Số 160 Trần Hưng Đạo, phường Minh Xuân, TP Tuyên Quang")
@@ -51,12 +51,12 @@ def _site(session: so.Session, code: str, name: str, level: str, parent: Site | 
     ])
     rooms = ["Phòng họp trực tuyến 1", "Phòng họp trực tuyến 2"] if parent is None else ["Phòng họp trực tuyến"]
     for room in rooms:
-        service.save_endpoint(session, {
+        equipment.save_endpoint(session, {
             "site_id": site.id, "room_name": room, "vendor": "Cisco", "model": "Room Kit" if parent else "Room 70",
             "kind": EndpointKind.ROOM_SYSTEM, "mgmt_address": addresses.next(), "mgmt_port": 22,
             "sip_uri": f"{slug}{rooms.index(room) + 1}@vc.tuyenquang.example.com", "firmware_version": "ce11.9.1"})
     if parent is not None:
-        service.save_link(session, {
+        equipment.save_link(session, {
             "site_a_id": site.id, "address_a": addresses.next(), "site_b_id": parent.id,
             "address_b": addresses.next(), "provider": "VNPT", "medium": LinkMedium.DEDICATED,
             "bandwidth_kbps": 20000 if level == "district" else 8000})
@@ -72,17 +72,17 @@ def seed(session: so.Session, layout: str = "three-level") -> Site:
     service.ensure_levels(session, layout)
     addresses = _Addresses()
     province = _site(session, *PROVINCE[:2], "province", None, PROVINCE[2], False, addresses)
-    service.save_bridge(session, {"name": "MCU-TQ-01", "vendor": "Cisco", "model": "Meeting Server 2000",
-                                  "site_id": province.id, "mgmt_address": addresses.next(),
-                                  "sip_address": "hop@vc.tuyenquang.example.com", "total_ports": 60})
-    service.save_host(session, {"site_id": province.id, "name": "rt-tq", "kind": HostKind.LINK_ROUTER,
-                                "mgmt_address": addresses.next()})
+    equipment.save_bridge(session, {"name": "MCU-TQ-01", "vendor": "Cisco", "model": "Meeting Server 2000",
+                                    "site_id": province.id, "mgmt_address": addresses.next(),
+                                    "sip_address": "hop@vc.tuyenquang.example.com", "total_ports": 60})
+    equipment.save_host(session, {"site_id": province.id, "name": "rt-tq", "kind": HostKind.LINK_ROUTER,
+                                  "mgmt_address": addresses.next()})
     for code, name, communes in DISTRICTS:
         parent = province
         if layout == "three-level":
             parent = _site(session, code, name, "district", province, name, False, addresses)
-            service.save_host(session, {"site_id": parent.id, "name": f"rt-{code.lower()}",
-                                        "kind": HostKind.LINK_ROUTER, "mgmt_address": addresses.next()})
+            equipment.save_host(session, {"site_id": parent.id, "name": f"rt-{code.lower()}",
+                                          "kind": HostKind.LINK_ROUTER, "mgmt_address": addresses.next()})
         for commune_code, commune_name in communes:
             _site(session, commune_code, commune_name, "commune", parent, f"{commune_name}, {name}", True,
                   addresses)

@@ -1,6 +1,7 @@
 """Inventory pages: the home page, sites and their tree, endpoints, bridges, hosts, links, maintenance windows.
 
-Thin views: parse the query or the form, call app.sites.service, render. A service refusal (DomainError) is
+Thin views: parse the query or the form, call the sites' services (app.sites.service, .equipment,
+.maintenance) or read through app.sites.queries and app.sites.tree, render. A service refusal (DomainError) is
 rolled back and shown next to the form's fields, with the user's input and the error's status (409/422).
 """
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -21,9 +22,9 @@ from wtforms.fields.choices import SelectChoice
 
 from app.auth.models import Role, User
 from app.auth.permissions import role_can
-from app.db import db
+from app.db import db, get_or_raise
 from app.errors import DomainError
-from app.sites import service
+from app.sites import equipment, maintenance, queries, service, tree
 from app.sites.forms import (
     CHOICE_LABELS,
     BridgeForm,
@@ -50,7 +51,6 @@ from app.web.access import login_required_only, require
 from app.web.pagination import paginate_request
 
 bp = Blueprint("sites", __name__)
-M = TypeVar("M")
 
 
 @bp.app_template_filter("choice_label")
@@ -67,10 +67,6 @@ def _choice_arg(name: str, choices: type[enum.Enum] | tuple[str, ...]) -> str:
     value = request.args.get(name, "")
     allowed = {m.value for m in choices} if isinstance(choices, type) else set(choices)
     return value if value in allowed else ""
-
-
-def _get(model: type[M], object_id: int, label: str) -> M:
-    return service.get(db.session, model, object_id, label)
 
 
 def _show_refusal(error: DomainError, form: FlaskForm, template: str, aliases: dict[str, str] | None = None,
@@ -114,8 +110,8 @@ def home() -> ResponseReturnValue:
     if current_user.role is Role.SITE_STAFF:
         return render_template("home.html", own_site=current_user.site)
     can_view = role_can(current_user.role, "inventory.view")
-    counts = service.inventory_counts(db.session) if can_view else None
-    windows = service.upcoming_maintenance(db.session) if can_view else []
+    counts = queries.inventory_counts(db.session) if can_view else None
+    windows = queries.upcoming_maintenance(db.session) if can_view else []
     return render_template("home.html", own_site=None, counts=counts, windows=windows, statuses=list(Status))
 
 
@@ -127,50 +123,51 @@ def site_list() -> ResponseReturnValue:
     sample = {"yes": True, "no": False}.get(request.args.get("sample", ""))
     levels = service.list_levels(db.session)
     level = _choice_arg("level", tuple(lv.code for lv in levels))
-    f = service.SiteFilter(q=request.args.get("q", "").strip(), level=level,
+    f = queries.SiteFilter(q=request.args.get("q", "").strip(), level=level,
                            within=request.args.get("within", type=int),
                            status=_choice_arg("status", Status), sample=sample)
-    page = paginate_request(service.site_query(db.session, f).options(so.selectinload(Site.parent)))
+    page = paginate_request(queries.site_query(db.session, f).options(so.selectinload(Site.parent)))
     return render_template("sites/site_list.html", page=page, f=f, levels=levels,
-                           parents=service.parent_sites(db.session), statuses=list(Status))
+                           parents=queries.parent_sites(db.session), statuses=list(Status))
 
 
 @bp.get("/sites/tree")
 @require("inventory.view")
 def site_tree() -> ResponseReturnValue:
-    root = _get(Site, within, "site") if (within := request.args.get("within", type=int)) else None
+    within = request.args.get("within", type=int)
+    root = get_or_raise(db.session, Site, within, _("No site with id %(id)s.", id=within)) if within else None
     levels = service.list_levels(db.session)
     group_level = next((lv for lv in levels if lv.code == request.args.get("group")), None)
     groups: list[tuple[Site | None, list[Site]]] = []
     if group_level is not None:
-        sites = db.session.scalars(service.site_query(db.session, service.SiteFilter(within=within))).all()
-        grouped = service.group_by_ancestor(db.session, sites, group_level)
+        sites = db.session.scalars(queries.site_query(db.session, queries.SiteFilter(within=within))).all()
+        grouped = tree.group_by_ancestor(db.session, sites, group_level)
         # Each group lists the sites below its ancestor; sites at or above the level head groups or are above them.
         for ancestor, members in grouped.items():
             below = [s for s in members if s.level.rank > group_level.rank]
             if ancestor is not None or below:
                 groups.append((ancestor, below))
         groups.sort(key=lambda g: (g[0] is None, g[0].code if g[0] else ""))
-    roots = service.site_tree(db.session, root) if group_level is None else []
+    roots = queries.site_tree(db.session, root) if group_level is None else []
     return render_template("sites/site_tree.html", roots=roots, root=root, levels=levels, group_level=group_level,
-                           groups=groups, parents=service.parent_sites(db.session))
+                           groups=groups, parents=queries.parent_sites(db.session))
 
 
 @bp.get("/sites/<int:site_id>")
 @require("inventory.view")
 def site_detail(site_id: int) -> ResponseReturnValue:
-    site = _get(Site, site_id, "site")
-    return render_template("sites/site_detail.html", site=site, ancestors=service.ancestors(db.session, site),
-                           links=service.site_links(db.session, site),
-                           uplink=service.uplink(db.session, site),
-                           windows=service.site_maintenance(db.session, site),
-                           bridges=service.site_bridges(db.session, site))
+    site = get_or_raise(db.session, Site, site_id, _("No site with id %(id)s.", id=site_id))
+    return render_template("sites/site_detail.html", site=site, ancestors=tree.ancestors(db.session, site),
+                           links=queries.site_links(db.session, site),
+                           uplink=tree.uplink(db.session, site),
+                           windows=queries.site_maintenance(db.session, site),
+                           bridges=queries.site_bridges(db.session, site))
 
 
 def _site_form_page(form: SiteForm, site: Site | None) -> ResponseReturnValue:
     """Show, refuse or save the site form (create when `site` is None)."""
     form.level.choices = [SelectChoice(lv.code, lv.name) for lv in service.list_levels(db.session)]
-    parents = [s for s in service.site_options(db.session) if site is None or s.id != site.id]
+    parents = [s for s in queries.site_options(db.session) if site is None or s.id != site.id]
     if site is not None and site.parent is not None and site.parent not in parents:
         parents.append(site.parent)
     form.set_site_choices(parents, "parent_id", optional=True)
@@ -205,7 +202,7 @@ def site_create() -> ResponseReturnValue:
 @bp.route("/sites/<int:site_id>/edit", methods=["GET", "POST"])
 @require("inventory.edit")
 def site_edit(site_id: int) -> ResponseReturnValue:
-    site = _get(Site, site_id, "site")
+    site = get_or_raise(db.session, Site, site_id, _("No site with id %(id)s.", id=site_id))
     form = SiteForm(obj=site) if request.method == "GET" else SiteForm()
     if request.method == "GET":
         form.level.data = site.level.code
@@ -215,13 +212,13 @@ def site_edit(site_id: int) -> ResponseReturnValue:
 @bp.route("/sites/<int:site_id>/retire", methods=["GET", "POST"])
 @require("inventory.edit")
 def site_retire(site_id: int) -> ResponseReturnValue:
-    site = _get(Site, site_id, "site")
+    site = get_or_raise(db.session, Site, site_id, _("No site with id %(id)s.", id=site_id))
     title = _("Retire the site %(name)s", name=site.name)
     message = _("The site, its rooms, its hosts and its links will be marked retired. They stay in the inventory "
                 "with that status.")
     details = [e.room_name for e in site.endpoints if e.status is not Status.RETIRED]
     details += [h.name for h in site.hosts if h.status is not Status.RETIRED]
-    details += [link.code for link in service.site_links(db.session, site) if link.status is not Status.RETIRED]
+    details += [link.code for link in queries.site_links(db.session, site) if link.status is not Status.RETIRED]
     shown = {"details": details, "details_title": _("Retired with it:")}
     cancel = _detail_url("site", site)
     if request.method == "GET":
@@ -262,8 +259,8 @@ def _new_form(form_class: type[InventoryForm], obj: Any) -> InventoryForm:
     return form
 
 
-def _equipment_filter() -> service.EquipmentFilter:
-    return service.EquipmentFilter(q=request.args.get("q", "").strip(), within=request.args.get("within", type=int),
+def _equipment_filter() -> queries.EquipmentFilter:
+    return queries.EquipmentFilter(q=request.args.get("q", "").strip(), within=request.args.get("within", type=int),
                                    status=_choice_arg("status", Status))
 
 
@@ -273,7 +270,7 @@ def _retire_page(kind: str, obj: Any, name: str) -> ResponseReturnValue:
     cancel = _detail_url(kind, obj)
     if request.method == "GET":
         return _confirm(title, message, _("Retire"), cancel)
-    service.retire(db.session, obj)
+    equipment.retire(db.session, obj)
     flash(_("%(name)s retired.", name=name), "success")
     return redirect(cancel)
 
@@ -283,15 +280,15 @@ def _retire_page(kind: str, obj: Any, name: str) -> ResponseReturnValue:
 def endpoint_list() -> ResponseReturnValue:
     f = _equipment_filter()
     f.kind = _choice_arg("kind", EndpointKind)
-    page = paginate_request(service.endpoint_query(db.session, f).options(so.contains_eager(Endpoint.site)))
+    page = paginate_request(queries.endpoint_query(db.session, f).options(so.contains_eager(Endpoint.site)))
     return render_template("sites/endpoint_list.html", page=page, f=f, kinds=list(EndpointKind),
-                           parents=service.parent_sites(db.session), statuses=list(Status))
+                           parents=queries.parent_sites(db.session), statuses=list(Status))
 
 
 @bp.get("/endpoints/<int:endpoint_id>")
 @require("inventory.view")
 def endpoint_detail(endpoint_id: int) -> ResponseReturnValue:
-    endpoint = _get(Endpoint, endpoint_id, "endpoint")
+    endpoint = get_or_raise(db.session, Endpoint, endpoint_id, _("No endpoint with id %(id)s.", id=endpoint_id))
     return render_template("sites/endpoint_detail.html", endpoint=endpoint,
                            windows=_windows_of("endpoint", endpoint.id))
 
@@ -301,7 +298,7 @@ def _endpoint_form(endpoint: Endpoint | None) -> ResponseReturnValue:
     form.set_site_choices(_site_choices(endpoint.site if endpoint else None), "site_id")
     title = _("Edit the room %(name)s", name=endpoint.room_name) if endpoint else _("New endpoint")
     return _equipment_form_page(form, "endpoint", title, endpoint,
-                                lambda data: service.save_endpoint(db.session, data, endpoint))
+                                lambda data: equipment.save_endpoint(db.session, data, endpoint))
 
 
 @bp.route("/endpoints/new", methods=["GET", "POST"])
@@ -313,13 +310,14 @@ def endpoint_create() -> ResponseReturnValue:
 @bp.route("/endpoints/<int:endpoint_id>/edit", methods=["GET", "POST"])
 @require("inventory.edit")
 def endpoint_edit(endpoint_id: int) -> ResponseReturnValue:
-    return _endpoint_form(_get(Endpoint, endpoint_id, "endpoint"))
+    return _endpoint_form(get_or_raise(db.session, Endpoint, endpoint_id,
+                                       _("No endpoint with id %(id)s.", id=endpoint_id)))
 
 
 @bp.route("/endpoints/<int:endpoint_id>/retire", methods=["GET", "POST"])
 @require("inventory.edit")
 def endpoint_retire(endpoint_id: int) -> ResponseReturnValue:
-    endpoint = _get(Endpoint, endpoint_id, "endpoint")
+    endpoint = get_or_raise(db.session, Endpoint, endpoint_id, _("No endpoint with id %(id)s.", id=endpoint_id))
     return _retire_page("endpoint", endpoint, f"{endpoint.site.name} — {endpoint.room_name}")
 
 
@@ -327,15 +325,15 @@ def endpoint_retire(endpoint_id: int) -> ResponseReturnValue:
 @require("inventory.view")
 def bridge_list() -> ResponseReturnValue:
     f = _equipment_filter()
-    page = paginate_request(service.bridge_query(db.session, f))
-    return render_template("sites/bridge_list.html", page=page, f=f, parents=service.parent_sites(db.session),
+    page = paginate_request(queries.bridge_query(db.session, f))
+    return render_template("sites/bridge_list.html", page=page, f=f, parents=queries.parent_sites(db.session),
                            statuses=list(Status))
 
 
 @bp.get("/bridges/<int:bridge_id>")
 @require("inventory.view")
 def bridge_detail(bridge_id: int) -> ResponseReturnValue:
-    bridge = _get(Bridge, bridge_id, "bridge")
+    bridge = get_or_raise(db.session, Bridge, bridge_id, _("No bridge with id %(id)s.", id=bridge_id))
     return render_template("sites/bridge_detail.html", bridge=bridge, windows=_windows_of("bridge", bridge.id))
 
 
@@ -344,7 +342,7 @@ def _bridge_form(bridge: Bridge | None) -> ResponseReturnValue:
     form.set_site_choices(_site_choices(bridge.site if bridge else None), "site_id", optional=True)
     title = _("Edit the bridge %(name)s", name=bridge.name) if bridge else _("New bridge")
     return _equipment_form_page(form, "bridge", title, bridge,
-                                lambda data: service.save_bridge(db.session, data, bridge))
+                                lambda data: equipment.save_bridge(db.session, data, bridge))
 
 
 @bp.route("/bridges/new", methods=["GET", "POST"])
@@ -356,13 +354,13 @@ def bridge_create() -> ResponseReturnValue:
 @bp.route("/bridges/<int:bridge_id>/edit", methods=["GET", "POST"])
 @require("inventory.edit")
 def bridge_edit(bridge_id: int) -> ResponseReturnValue:
-    return _bridge_form(_get(Bridge, bridge_id, "bridge"))
+    return _bridge_form(get_or_raise(db.session, Bridge, bridge_id, _("No bridge with id %(id)s.", id=bridge_id)))
 
 
 @bp.route("/bridges/<int:bridge_id>/retire", methods=["GET", "POST"])
 @require("inventory.edit")
 def bridge_retire(bridge_id: int) -> ResponseReturnValue:
-    bridge = _get(Bridge, bridge_id, "bridge")
+    bridge = get_or_raise(db.session, Bridge, bridge_id, _("No bridge with id %(id)s.", id=bridge_id))
     return _retire_page("bridge", bridge, bridge.name)
 
 
@@ -371,22 +369,23 @@ def bridge_retire(bridge_id: int) -> ResponseReturnValue:
 def host_list() -> ResponseReturnValue:
     f = _equipment_filter()
     f.kind = _choice_arg("kind", HostKind)
-    page = paginate_request(service.host_query(db.session, f).options(so.contains_eager(ManagedHost.site)))
+    page = paginate_request(queries.host_query(db.session, f).options(so.contains_eager(ManagedHost.site)))
     return render_template("sites/host_list.html", page=page, f=f, kinds=list(HostKind),
-                           parents=service.parent_sites(db.session), statuses=list(Status))
+                           parents=queries.parent_sites(db.session), statuses=list(Status))
 
 
 @bp.get("/hosts/<int:host_id>")
 @require("inventory.view")
 def host_detail(host_id: int) -> ResponseReturnValue:
-    return render_template("sites/host_detail.html", host=_get(ManagedHost, host_id, "host"))
+    return render_template("sites/host_detail.html", host=get_or_raise(db.session, ManagedHost, host_id,
+                                                                       _("No host with id %(id)s.", id=host_id)))
 
 
 def _host_form(host: ManagedHost | None) -> ResponseReturnValue:
     form = _new_form(HostForm, host)
     form.set_site_choices(_site_choices(host.site if host else None), "site_id")
     title = _("Edit the host %(name)s", name=host.name) if host else _("New managed host")
-    return _equipment_form_page(form, "host", title, host, lambda data: service.save_host(db.session, data, host))
+    return _equipment_form_page(form, "host", title, host, lambda data: equipment.save_host(db.session, data, host))
 
 
 @bp.route("/hosts/new", methods=["GET", "POST"])
@@ -398,31 +397,31 @@ def host_create() -> ResponseReturnValue:
 @bp.route("/hosts/<int:host_id>/edit", methods=["GET", "POST"])
 @require("inventory.edit")
 def host_edit(host_id: int) -> ResponseReturnValue:
-    return _host_form(_get(ManagedHost, host_id, "host"))
+    return _host_form(get_or_raise(db.session, ManagedHost, host_id, _("No host with id %(id)s.", id=host_id)))
 
 
 @bp.route("/hosts/<int:host_id>/retire", methods=["GET", "POST"])
 @require("inventory.edit")
 def host_retire(host_id: int) -> ResponseReturnValue:
-    host = _get(ManagedHost, host_id, "host")
+    host = get_or_raise(db.session, ManagedHost, host_id, _("No host with id %(id)s.", id=host_id))
     return _retire_page("host", host, host.name)
 
 
 @bp.get("/links")
 @require("inventory.view")
 def link_list() -> ResponseReturnValue:
-    f = service.LinkFilter(q=request.args.get("q", "").strip(), within=request.args.get("within", type=int),
+    f = queries.LinkFilter(q=request.args.get("q", "").strip(), within=request.args.get("within", type=int),
                            medium=_choice_arg("medium", LinkMedium), status=_choice_arg("status", Status))
-    page = paginate_request(service.link_query(db.session, f)
+    page = paginate_request(queries.link_query(db.session, f)
                      .options(so.selectinload(Link.site_a), so.selectinload(Link.site_b)))
     return render_template("sites/link_list.html", page=page, f=f, media=list(LinkMedium),
-                           parents=service.parent_sites(db.session), statuses=list(Status))
+                           parents=queries.parent_sites(db.session), statuses=list(Status))
 
 
 @bp.get("/links/<int:link_id>")
 @require("inventory.view")
 def link_detail(link_id: int) -> ResponseReturnValue:
-    link = _get(Link, link_id, "link")
+    link = get_or_raise(db.session, Link, link_id, _("No link with id %(id)s.", id=link_id))
     return render_template("sites/link_detail.html", link=link, windows=_windows_of("link", link.id))
 
 
@@ -431,7 +430,7 @@ def _link_form(link: Link | None) -> ResponseReturnValue:
     form.set_site_choices(_site_choices(link.site_a if link else None, link.site_b if link else None),
                           "site_a_id", "site_b_id")
     title = _("Edit the link %(code)s", code=link.code) if link else _("New link")
-    return _equipment_form_page(form, "link", title, link, lambda data: service.save_link(db.session, data, link))
+    return _equipment_form_page(form, "link", title, link, lambda data: equipment.save_link(db.session, data, link))
 
 
 @bp.route("/links/new", methods=["GET", "POST"])
@@ -443,26 +442,26 @@ def link_create() -> ResponseReturnValue:
 @bp.route("/links/<int:link_id>/edit", methods=["GET", "POST"])
 @require("inventory.edit")
 def link_edit(link_id: int) -> ResponseReturnValue:
-    return _link_form(_get(Link, link_id, "link"))
+    return _link_form(get_or_raise(db.session, Link, link_id, _("No link with id %(id)s.", id=link_id)))
 
 
 @bp.route("/links/<int:link_id>/retire", methods=["GET", "POST"])
 @require("inventory.edit")
 def link_retire(link_id: int) -> ResponseReturnValue:
-    link = _get(Link, link_id, "link")
+    link = get_or_raise(db.session, Link, link_id, _("No link with id %(id)s.", id=link_id))
     return _retire_page("link", link, link.code)
 
 
 def _site_choices(*current: Site | None) -> list[Site]:
     """Sites in service, plus the ones a row already points to (so that editing it keeps them)."""
-    sites = service.site_options(db.session)
+    sites = queries.site_options(db.session)
     return sites + [s for s in current if s is not None and s not in sites]
 
 
 # ---------------------------------------------------------------- maintenance windows
 
 def _windows_of(kind: str, object_id: int) -> list[MaintenanceWindow]:
-    stmt = service.maintenance_query(db.session, service.MaintenanceFilter(target_kind=kind, target_id=object_id))
+    stmt = queries.maintenance_query(db.session, queries.MaintenanceFilter(target_kind=kind, target_id=object_id))
     return list(db.session.scalars(stmt.limit(20)))
 
 
@@ -477,7 +476,7 @@ def _target_label(kind: str, obj: Any) -> str:
 @bp.app_template_global("maintenance_target")
 def maintenance_target(window: MaintenanceWindow) -> dict[str, str]:
     """What a window is on, as the pages show it: a label and the address of its page."""
-    kind = service.maintenance_target_kind(window)
+    kind = maintenance.maintenance_target_kind(window)
     obj = window.target
     return {"kind": kind, "label": _target_label(kind, obj), "url": _detail_url(kind, obj)}
 
@@ -485,13 +484,13 @@ def maintenance_target(window: MaintenanceWindow) -> dict[str, str]:
 def _target_choices(fixed: str) -> tuple[list[SelectChoice], Any]:
     """The window's target: the one its page asked for (?target=site:5), or a choice of everything in service."""
     kind, _sep, ident = fixed.partition(":")
-    model = service.MAINTENANCE_TARGETS.get(kind)
+    model = maintenance.MAINTENANCE_TARGETS.get(kind)
     if model is not None and ident.isdigit():
-        obj = _get(model, int(ident), kind)
+        obj = maintenance.find_target(db.session, kind, int(ident))
         return [SelectChoice(fixed, _target_label(kind, obj))], obj
     group_labels = {"site": _("Sites"), "endpoint": _("Endpoints"), "bridge": _("Bridges"), "link": _("Links")}
     choices = [SelectChoice("", _("Choose what the work is on"))]
-    for kind, objects in service.maintenance_targets(db.session).items():
+    for kind, objects in queries.maintenance_targets(db.session).items():
         choices += [SelectChoice(f"{kind}:{o.id}", _target_label(kind, o), optgroup=group_labels[kind])
                     for o in objects]
     return choices, None
@@ -500,13 +499,13 @@ def _target_choices(fixed: str) -> tuple[list[SelectChoice], Any]:
 @bp.get("/maintenance")
 @require("inventory.view")
 def maintenance_list() -> ResponseReturnValue:
-    when = _choice_arg("when", service.MAINTENANCE_PERIODS)
+    when = _choice_arg("when", queries.MAINTENANCE_PERIODS)
     q = request.args.get("q", "").strip()
-    page = paginate_request(service.maintenance_list_query(db.session, when, q))
+    page = paginate_request(queries.maintenance_list_query(db.session, when, q))
     user_ids = {w.created_by_id for w in page.items if w.created_by_id}
     users = {u.id: u for u in db.session.scalars(sa.select(User).where(User.id.in_(user_ids)))} if user_ids else {}
     return render_template("sites/maintenance_list.html", page=page, when=when, q=q, users=users,
-                           periods=service.MAINTENANCE_PERIODS)
+                           periods=queries.MAINTENANCE_PERIODS)
 
 
 @bp.route("/maintenance/new", methods=["GET", "POST"])
@@ -524,8 +523,8 @@ def maintenance_create() -> ResponseReturnValue:
     kind, object_id = form.target_ref()
     starts_at, ends_at = form.period_utc()
     try:
-        window = service.create_maintenance(db.session, kind, object_id, starts_at, ends_at, form.reason.data or "",
-                                            current_user.id)
+        window = maintenance.create_maintenance(db.session, kind, object_id, starts_at, ends_at, form.reason.data or "",
+                                                current_user.id)
     except DomainError as error:
         return _show_refusal(error, form, "sites/maintenance_form.html", aliases={"target_kind": "target"},
                              **context)
@@ -536,13 +535,14 @@ def maintenance_create() -> ResponseReturnValue:
 @bp.route("/maintenance/<int:window_id>/delete", methods=["GET", "POST"])
 @require("maintenance.edit")
 def maintenance_delete(window_id: int) -> ResponseReturnValue:
-    window = _get(MaintenanceWindow, window_id, "maintenance window")
+    window = get_or_raise(db.session, MaintenanceWindow, window_id,
+                          _("No maintenance window with id %(id)s.", id=window_id))
     target = maintenance_target(window)
     if request.method == "GET":
         return _confirm(_("Delete a maintenance window"),
                         _("Delete the maintenance window on %(target)s: %(reason)s?", target=target["label"],
                           reason=window.reason),
                         _("Delete"), target["url"])
-    service.delete_maintenance(db.session, window)
+    maintenance.delete_maintenance(db.session, window)
     flash(_("Maintenance window deleted."), "success")
     return redirect(target["url"])

@@ -14,8 +14,8 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from marshmallow import fields, validate
 
+from app.sites.maintenance import MAINTENANCE_TARGETS, maintenance_target_kind
 from app.sites.models import ContactRole, EndpointKind, HostKind, LinkMedium, Status
-from app.sites.service import MAINTENANCE_TARGETS, maintenance_target_kind
 from app.web.schemas import Input, PageQuery, UTCDateTime, page_of
 
 

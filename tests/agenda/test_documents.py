@@ -9,7 +9,7 @@ import zipfile
 import pytest
 from flask_babel import force_locale
 
-from app import storage as documents
+from app import storage
 from app.agenda import service as agenda
 from app.errors import Invalid
 
@@ -108,7 +108,7 @@ def _office(names: list[str], content_type: bytes) -> bytes:
 ])
 def test_each_accepted_type_is_recognised_from_its_content_whatever_its_name(tmp_path, app, data, kind):
     with app.test_request_context():
-        stored = documents.store(io.BytesIO(data), "tài liệu.bin", tmp_path, 1024 * 1024)
+        stored = storage.store(io.BytesIO(data), "tài liệu.bin", tmp_path, 1024 * 1024)
     assert stored.kind == kind and stored.filename == f"tài liệu.bin.{kind}"
     assert (tmp_path / stored.storage_name).read_bytes() == data
     assert [p.name for p in tmp_path.iterdir()] == [stored.storage_name]
@@ -123,16 +123,16 @@ def test_each_accepted_type_is_recognised_from_its_content_whatever_its_name(tmp
 ])
 def test_macros_archives_and_old_office_files_are_refused(tmp_path, app, data, problem):
     with app.test_request_context(), force_locale("en"), pytest.raises(Invalid) as err:
-        documents.store(io.BytesIO(data), "x.docx", tmp_path, 1024 * 1024)
+        storage.store(io.BytesIO(data), "x.docx", tmp_path, 1024 * 1024)
     assert problem in err.value.message and err.value.status == 422
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_name_loses_its_folders_and_control_characters_but_keeps_its_vietnamese():
-    assert documents.clean_filename("C:\\Users\\vp\\Báo cáo\x07 quý 3.pdf", "pdf") == "Báo cáo_ quý 3.pdf"
-    assert documents.clean_filename("../../etc/passwd", "pdf") == "passwd.pdf"
-    assert documents.clean_filename('a"b.docx', "pdf") == "a_b.pdf"
-    assert documents.clean_filename("", "odt") == "document.odt"
+    assert storage.clean_filename("C:\\Users\\vp\\Báo cáo\x07 quý 3.pdf", "pdf") == "Báo cáo_ quý 3.pdf"
+    assert storage.clean_filename("../../etc/passwd", "pdf") == "passwd.pdf"
+    assert storage.clean_filename('a"b.docx', "pdf") == "a_b.pdf"
+    assert storage.clean_filename("", "odt") == "document.odt"
 
 
 def test_orphan_files_left_by_a_crash_are_swept(tmp_path):
@@ -141,7 +141,7 @@ def test_orphan_files_left_by_a_crash_are_swept(tmp_path):
     (tmp_path / "kept.pdf").write_bytes(b"x")
     (tmp_path / "orphan.pdf").write_bytes(b"x")
     (tmp_path / ".upload-1.part").write_bytes(b"x")
-    removed = documents.remove_orphan_files(tmp_path, ["kept.pdf"], older_than=dt.timedelta(seconds=-5))
+    removed = storage.remove_orphan_files(tmp_path, ["kept.pdf"], older_than=dt.timedelta(seconds=-5))
     assert sorted(removed) == [".upload-1.part", "orphan.pdf"]
     assert [p.name for p in tmp_path.iterdir()] == ["kept.pdf"]
 

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from app.meetings import service
 from app.meetings.availability import WorkingHours, candidate_starts, check_availability
+from app.sites.maintenance import create_maintenance
 from app.sites.models import Endpoint, Status
-from app.sites.service import create_maintenance
 
 from .conftest import LOCAL, local
 

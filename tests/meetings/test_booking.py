@@ -10,9 +10,10 @@ import sqlalchemy as sa
 from app.meetings import service
 from app.meetings.models import LinkReservation, OccurrenceStatus
 from app.meetings.service import BookingRefused, Frequency, Recurrence
+from app.sites.maintenance import create_maintenance
 from app.sites.models import Endpoint, Status
-from app.sites.service import create_maintenance
 
+from ..sites.lines import fail_over, replace_dedicated_line
 from .conftest import local
 
 
@@ -171,12 +172,41 @@ def test_moving_this_and_following_starts_a_new_series_with_its_own_uid(session,
     assert all(o.recurrence_id == o.starts_at for o in new.occurrences)
 
 
-def test_a_cancelled_meeting_frees_its_rooms_ports_and_bandwidth(session, request_for):
-    meeting = service.book_meeting(session, request_for("Họp", ["TQ-LB"]))
+def test_a_cancelled_meeting_frees_its_rooms_ports_and_bandwidth(session, request_for, bridge, uplink):
+    meeting = service.book_meeting(session, request_for("Họp", ["TQ-LB"], bridge_id=bridge.id))
+    held = meeting.occurrences[0]
+    rooms = {p.site_id: p.endpoint_id for p in held.participations}
+    # The meeting takes every port of the bridge and the whole of the district's uplink: the replacement below
+    # fits only if the cancellation gave back all of them.
+    bridge.total_ports = held.ports
+    uplink("TQ-LB").bandwidth_kbps = 2400
+    session.flush()
     service.cancel_meeting(session, meeting)
     assert session.scalar(sa.select(sa.func.count(LinkReservation.id)).where(
-        LinkReservation.occurrence_id == meeting.occurrences[0].id)) == 0
-    service.book_meeting(session, request_for("Họp thay thế", ["TQ-LB"]))
+        LinkReservation.occurrence_id == held.id)) == 0
+    again = service.book_meeting(session, request_for("Họp thay thế", ["TQ-LB"], bridge_id=bridge.id)).occurrences[0]
+    assert {p.site_id: p.endpoint_id for p in again.participations} == rooms
+    assert again.bridge_id == bridge.id and again.ports == bridge.total_ports == 2
+    assert {r.link_id: r.kbps for r in again.link_reservations} == {uplink("TQ-LB").id: 2400}
+
+
+def test_a_booking_across_a_replaced_dedicated_line_reserves_the_new_line_not_the_older_backup(session, request_for):
+    lines = replace_dedicated_line(session, "TQ-CH")
+    meeting = service.book_meeting(session, request_for("Họp huyện Chiêm Hóa", ["TQ-CH"]))
+    load = {r.link_id: r.kbps for r in meeting.occurrences[0].link_reservations}
+    assert load == {lines.replacement.id: 2400}
+
+
+def test_a_failed_over_site_books_on_its_backup_within_the_backups_own_bandwidth(session, request_for):
+    lines = fail_over(session, "TQ-NH", backup_kbps=2000)
+    with pytest.raises(BookingRefused) as err:
+        service.book_meeting(session, request_for("Họp về phòng chống lũ", ["TQ-NH"]))
+    [clash] = clashes_of(err)
+    assert clash["kind"] == "link" and clash["resource"] == "link TQ-NH-4G"
+    assert "The link TQ-NH-4G (2000 kbit/s) would carry 2400 kbit/s" in clash["message"]
+    lines.backup.bandwidth_kbps = 3000
+    meeting = service.book_meeting(session, request_for("Họp về phòng chống lũ", ["TQ-NH"]))
+    assert {r.link_id: r.kbps for r in meeting.occurrences[0].link_reservations} == {lines.backup.id: 2400}
 
 
 def test_a_draft_holds_nothing_until_it_is_scheduled(session, request_for):

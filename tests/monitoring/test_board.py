@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from app.db import commit_scope, utcnow
 from app.monitoring.models import LinkState
-from app.sites import service as sites_service
+from app.sites import equipment
 from app.sites.models import Link, LinkMedium, MaintenanceWindow
 from tests.monitoring.probe_rows import (
     add_samples,
@@ -141,7 +141,7 @@ def test_measurements_older_than_three_steps_show_unknown_and_a_site_never_measu
 def test_a_failover_to_the_backup_link_shows_the_site_degraded_not_down_and_its_communes_fine(session, api):
     district = site_id(session, DISTRICT)
     province = site_id(session, "TQ")
-    backup = sites_service.save_link(session, {"site_a_id": district, "site_b_id": province, "code": "TQ-TP-TQ-4G",
+    backup = equipment.save_link(session, {"site_a_id": district, "site_b_id": province, "code": "TQ-TP-TQ-4G",
                                                "address_a": "198.18.200.1", "address_b": "198.18.200.2",
                                                "medium": LinkMedium.MOBILE_BACKUP, "bandwidth_kbps": 4000})
     all_fine(session)

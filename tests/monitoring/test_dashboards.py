@@ -15,7 +15,7 @@ import pytest
 
 from app.db import commit_scope, db, utcnow
 from app.monitoring.agent.probe import Agent
-from app.sites import service
+from app.sites import equipment, maintenance, service
 from app.sites.models import EndpointKind, LinkMedium
 from tests.monitoring.promlab import MONITORING, missing_prometheus, prometheus, vcops_exporter
 
@@ -117,12 +117,12 @@ def seed(app: Any, addresses: list[str]) -> None:
                     ("LAB-D-1", district, province, addresses[0], LinkMedium.DEDICATED),
                     ("LAB-D-4G", district, province, addresses[1], LinkMedium.MOBILE_BACKUP),
                     ("LAB-D-C-1", commune, district, addresses[2], LinkMedium.DEDICATED)):
-                service.save_link(session, {"code": code, "site_a_id": child.id, "address_a": address,
+                equipment.save_link(session, {"code": code, "site_a_id": child.id, "address_a": address,
                                             "site_b_id": parent.id, "medium": medium, "bandwidth_kbps": 8000})
-            service.save_endpoint(session, {"site_id": commune.id, "room_name": "Phòng họp", "vendor": "",
+            equipment.save_endpoint(session, {"site_id": commune.id, "room_name": "Phòng họp", "vendor": "",
                                             "kind": EndpointKind.ROOM_SYSTEM, "mgmt_address": addresses[3]})
             now = utcnow()
-            service.create_maintenance(session, "site", commune.id, now - dt.timedelta(minutes=5),
+            maintenance.create_maintenance(session, "site", commune.id, now - dt.timedelta(minutes=5),
                                        now + dt.timedelta(hours=1), "Thay bộ định tuyến", None)
         db.session.remove()
 

@@ -20,7 +20,7 @@ from app.monitoring.agent.probe import Agent, run_step
 from app.monitoring.models import EndpointState
 from app.monitoring.topology import Shard
 from app.provisioning.credentials.service import assign_credential, create_credential
-from app.sites import service
+from app.sites import equipment, service
 from app.sites.models import EndpointKind
 from simulators.cisco_xapi import StateStore, XapiShell, new_state
 from tests.conftest import BACKENDS
@@ -56,7 +56,7 @@ def add_endpoint(app: Any, host: LabHost, *, vendor: str = "Cisco", credential: 
         with commit_scope() as session:
             service.ensure_levels(session, "three-level")
             site = service.create_site(session, {"code": "TQ-LB-LC", "name": "Xã Lăng Can", "level": "commune"})
-            endpoint = service.save_endpoint(session, {
+            endpoint = equipment.save_endpoint(session, {
                 "site_id": site.id, "room_name": room, "vendor": vendor, "model": "Room Kit",
                 "kind": EndpointKind.ROOM_SYSTEM, "mgmt_address": host.address, "mgmt_port": host.port})
             if credential:
@@ -230,7 +230,7 @@ def test_endpoints_without_a_credential_or_with_an_unknown_vendor_say_why(fresh_
     with app.app_context():
         with commit_scope() as session:
             site_id = session.scalar(sa.text("SELECT site_id FROM endpoints WHERE id = :id"), {"id": no_login})
-            other = service.save_endpoint(session, {
+            other = equipment.save_endpoint(session, {
                 "site_id": site_id, "room_name": "Phòng họp 2", "vendor": "Polycom", "model": "Group 500",
                 "kind": EndpointKind.ROOM_SYSTEM, "mgmt_address": room.address, "mgmt_port": room.port})
             polycom = other.id

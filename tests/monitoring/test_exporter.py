@@ -22,7 +22,7 @@ from app.meetings.models import Occurrence, OccurrenceStatus
 from app.meetings.service import BookingRequest
 from app.monitoring.exporter import collect_state, refresh
 from app.monitoring.exposition import MetricsPage, serve
-from app.sites import service as sites
+from app.sites import equipment, maintenance
 from app.sites.models import Bridge, Endpoint, Link, LinkMedium, Site, Status
 from tests.monitoring.promlab import REPO, vcops_environment, vcops_exporter
 
@@ -55,11 +55,11 @@ NOW = dt.datetime(2031, 3, 3, 1, 0, tzinfo=dt.UTC)  # a Monday, 08:00 in Vietnam
 
 def test_the_link_tree_names_backups_and_the_uplinks_above_each_link(session):
     district, commune = uplink(session, "TQ-LB"), uplink(session, "TQ-LB-LC")
-    backup = sites.save_link(session, {"code": "TQ-LB-4G", "site_a_id": site(session, "TQ-LB").id,
+    backup = equipment.save_link(session, {"code": "TQ-LB-4G", "site_a_id": site(session, "TQ-LB").id,
                                        "address_a": "198.18.200.1", "site_b_id": site(session, "TQ").id,
                                        "medium": LinkMedium.MOBILE_BACKUP, "bandwidth_kbps": 4000})
     retired = uplink(session, "TQ-NH-TT")
-    sites.retire(session, retired)
+    equipment.retire(session, retired)
 
     state = by_name(collect_state(session, NOW))
 
@@ -86,7 +86,7 @@ def test_the_link_tree_names_backups_and_the_uplinks_above_each_link(session):
 
 def test_every_active_endpoint_is_listed_with_its_site(session):
     retired = session.scalar(sa.select(Endpoint).join(Site).where(Site.code == "TQ-SD-TT"))
-    sites.retire(session, retired)
+    equipment.retire(session, retired)
     active = session.execute(sa.select(Endpoint.id, Site.code).join(Site)
                              .where(Endpoint.status == Status.ACTIVE)).all()
 
@@ -161,7 +161,7 @@ def test_cancelled_and_draft_occurrences_are_not_listed(session):
 
 def test_maintenance_on_a_site_its_endpoint_or_its_uplink_marks_that_site(session):
     def window(kind: str, target_id: int, starts: dt.datetime, hours: float = 2) -> None:
-        sites.create_maintenance(session, kind, target_id, starts, starts + dt.timedelta(hours=hours),
+        maintenance.create_maintenance(session, kind, target_id, starts, starts + dt.timedelta(hours=hours),
                                  "Bảo trì định kỳ", None)
 
     endpoint = session.scalar(sa.select(Endpoint).join(Site).where(Site.code == "TQ-HY-TS"))
@@ -246,7 +246,7 @@ def test_vcops_exporter_serves_the_database_and_sees_a_new_window_within_a_refre
         assert "vcops_maintenance_active{" not in body
         with seeded_app.app_context():
             with commit_scope() as session:
-                sites.create_maintenance(session, "site", site(session, "TQ-LB-LC").id,
+                maintenance.create_maintenance(session, "site", site(session, "TQ-LB-LC").id,
                                          dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1),
                                          dt.datetime.now(dt.UTC) + dt.timedelta(hours=1), "Thay bộ định tuyến", None)
             db.session.remove()

@@ -25,7 +25,7 @@ from app.monitoring.agent import store
 from app.monitoring.agent.probe import Agent, run_step
 from app.monitoring.models import EndpointSample, EndpointState, LinkSample, LinkState
 from app.monitoring.topology import Shard
-from app.sites import service
+from app.sites import equipment, service
 from app.sites.models import Endpoint, EndpointKind, Link, LinkMedium, Site, Status
 from tests.support.netlab import REPO
 
@@ -56,7 +56,7 @@ def add_links(session: Any, addresses: list[str], prefix: str = "LAB") -> list[L
     links = []
     for i, address in enumerate(addresses):
         site = sites[i % len(sites)]
-        links.append(service.save_link(session, {
+        links.append(equipment.save_link(session, {
             "code": f"{prefix}-{i + 1}", "site_a_id": site.id, "address_a": address, "site_b_id": site.parent_id,
             "address_b": "", "medium": LinkMedium.DEDICATED, "bandwidth_kbps": 8000}))
     session.commit()
@@ -177,7 +177,7 @@ def test_a_retired_link_leaves_the_board_and_keeps_its_history(probe_app, sessio
     lab = netlab(2)
     kept, retired = add_links(session, lab.addresses)
     run_step(probe_app)
-    service.retire(session, session.get(Link, retired.id))
+    equipment.retire(session, session.get(Link, retired.id))
     session.commit()
     result = run_step(probe_app)
     assert set(states(session)) == {kept.id}
@@ -216,7 +216,7 @@ def test_two_shards_together_cover_every_target_exactly_once(probe_app, session,
     lab = netlab(9)
     links = add_links(session, lab.addresses[:6])
     sites = communes(session)
-    endpoints = [service.save_endpoint(session, {
+    endpoints = [equipment.save_endpoint(session, {
         "site_id": sites[i].id, "room_name": f"Phòng lab {i}", "vendor": "Cisco", "kind": EndpointKind.ROOM_SYSTEM,
         "mgmt_address": address, "mgmt_port": 22}) for i, address in enumerate(lab.addresses[6:])]
     session.commit()
@@ -252,7 +252,7 @@ def _seed_fresh(app: Any, address: str) -> None:
             province = service.create_site(session, {"code": "TQ", "name": "Tuyên Quang", "level": "province"})
             district = service.create_site(session, {"code": "TQ-LB", "name": "Lâm Bình", "level": "district",
                                                      "parent_id": province.id})
-            service.save_link(session, {"code": "TQ-LB-1", "site_a_id": district.id, "address_a": address,
+            equipment.save_link(session, {"code": "TQ-LB-1", "site_a_id": district.id, "address_a": address,
                                         "site_b_id": province.id, "medium": LinkMedium.DEDICATED,
                                         "bandwidth_kbps": 20000})
         db.session.remove()

@@ -21,7 +21,7 @@ from aiosmtpd.controller import Controller
 
 from app.db import commit_scope, db
 from app.monitoring.agent.probe import Agent
-from app.sites import service
+from app.sites import equipment, service
 from app.sites.models import EndpointKind, LinkMedium
 from tests.monitoring.promlab import (
     AMTOOL,
@@ -299,10 +299,10 @@ def seed_two_districts(app: Any, cut: list[str], healthy: list[str]) -> None:
                                                     "parent_id": a.id})
             for code, child, parent, address in (("LAB-A-1", a, province, cut[0]), ("LAB-A-X-1", commune, a, cut[1]),
                                                  ("LAB-B-1", b, province, healthy[0])):
-                service.save_link(session, {"code": code, "site_a_id": child.id, "address_a": address,
+                equipment.save_link(session, {"code": code, "site_a_id": child.id, "address_a": address,
                                             "site_b_id": parent.id, "medium": LinkMedium.DEDICATED,
                                             "bandwidth_kbps": 8000})
-            service.save_endpoint(session, {"site_id": commune.id, "room_name": "Phòng họp", "vendor": "",
+            equipment.save_endpoint(session, {"site_id": commune.id, "room_name": "Phòng họp", "vendor": "",
                                             "kind": EndpointKind.ROOM_SYSTEM, "mgmt_address": cut[2]})
         db.session.remove()
 

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 from app.auth.audit import AuditEntry
 from app.errors import Conflict, Invalid, NotFound
-from app.sites import service
-from app.sites.models import Endpoint, Level, Link, Site, Status
+from app.sites import equipment, maintenance, service, tree
+from app.sites.models import Endpoint, Level, Link, LinkMedium, Site, Status
 
 
 def site(session, code: str) -> Site:
@@ -22,14 +22,14 @@ def test_a_commune_under_a_district_belongs_to_the_district_and_the_province(ses
     district, province = site(session, "TQ-CH"), site(session, "TQ")
     assert commune.ancestor_ids == [province.id, district.id]
     level = service.level_by_code(session, "district")
-    assert service.ancestor_at_level(session, commune, level) == district
-    assert commune.id in service.subtree_ids(session, district)
-    assert commune.id not in service.subtree_ids(session, site(session, "TQ-NH"))
+    assert tree.ancestor_at_level(session, commune, level) == district
+    assert commune.id in tree.subtree_ids(session, district)
+    assert commune.id not in tree.subtree_ids(session, site(session, "TQ-NH"))
 
 
 def test_grouping_by_district_puts_each_commune_under_its_own_district(session):
     communes = session.scalars(sa.select(Site).join(Site.level).where(Level.code == "commune")).all()
-    groups = service.group_by_ancestor(session, communes, service.level_by_code(session, "district"))
+    groups = tree.group_by_ancestor(session, communes, service.level_by_code(session, "district"))
     assert len(groups) == 7
     assert {c.code for c in groups[site(session, "TQ-LB")]} == {"TQ-LB-LC", "TQ-LB-TL"}
 
@@ -62,7 +62,7 @@ def test_moving_a_district_moves_its_communes_paths_too(session):
     commune = site(session, "TQ-SD-TT")
     session.refresh(commune)
     assert commune.path == f"/{region.id}/{district.id}/{commune.id}/"
-    assert commune.id in service.subtree_ids(session, region)
+    assert commune.id in tree.subtree_ids(session, region)
 
 
 def test_a_duplicate_site_code_is_a_conflict_naming_the_other_site(session):
@@ -91,27 +91,30 @@ def test_retiring_a_commune_retires_its_rooms_and_its_uplink(session):
     assert all(e.status is Status.RETIRED for e in commune.endpoints)
     links = session.scalars(sa.select(Link).where(Link.site_a_id == commune.id)).all()
     assert links and all(link.status is Status.RETIRED for link in links)
-    assert service.uplink(session, commune) is None
+    assert tree.uplink(session, commune) is None
 
 
 def test_every_demo_site_below_the_province_has_an_uplink_to_its_parent(session):
-    for s in session.scalars(sa.select(Site).where(Site.parent_id.is_not(None))):
-        link = service.uplink(session, s)
-        assert link is not None and {link.site_a_id, link.site_b_id} == {s.id, s.parent_id}
+    below = session.scalars(sa.select(Site).where(Site.parent_id.is_not(None))).all()
+    assert len(below) == 7 + 14  # the demo's districts and communes
+    for s in below:
+        link = tree.uplink(session, s)
+        assert link is not None and {link.site_a_id, link.site_b_id} == {s.id, s.parent_id}, s.code
+        assert link.medium is LinkMedium.DEDICATED and link.status is Status.ACTIVE
 
 
 def test_a_link_from_a_site_to_itself_is_refused(session):
     s = site(session, "TQ-NH")
     with pytest.raises(Invalid) as err:
-        service.save_link(session, {"site_a_id": s.id, "site_b_id": s.id, "bandwidth_kbps": 1000})
+        equipment.save_link(session, {"site_a_id": s.id, "site_b_id": s.id, "bandwidth_kbps": 1000})
     assert err.value.code == "same_site"
 
 
 def test_a_site_cannot_have_two_rooms_with_the_same_name(session):
     s = site(session, "TQ")
     with pytest.raises(Conflict):
-        service.save_endpoint(session, {"site_id": s.id, "room_name": "Phòng họp trực tuyến 1"})
-    room = service.save_endpoint(session, {"site_id": s.id, "room_name": "Phòng họp số 3"})
+        equipment.save_endpoint(session, {"site_id": s.id, "room_name": "Phòng họp trực tuyến 1"})
+    room = equipment.save_endpoint(session, {"site_id": s.id, "room_name": "Phòng họp số 3"})
     assert room in session.scalars(sa.select(Endpoint).where(Endpoint.site_id == s.id)).all()
 
 
@@ -119,19 +122,20 @@ def test_equipment_cannot_be_added_to_a_retired_or_missing_site(session):
     commune = site(session, "TQ-LB-TL")
     service.retire_site(session, commune)
     with pytest.raises(Invalid):
-        service.save_endpoint(session, {"site_id": commune.id, "room_name": "P1"})
+        equipment.save_endpoint(session, {"site_id": commune.id, "room_name": "P1"})
     with pytest.raises(NotFound):
-        service.save_host(session, {"site_id": 999999, "name": "rt-x", "kind": "link_router"})
+        equipment.save_host(session, {"site_id": 999999, "name": "rt-x", "kind": "link_router"})
 
 
 def test_a_maintenance_window_must_end_after_it_starts_and_give_a_reason(session):
     s = site(session, "TQ")
     start = dt.datetime(2027, 1, 4, 1, 0, tzinfo=dt.UTC)
     with pytest.raises(Invalid):
-        service.create_maintenance(session, "site", s.id, start, start, "nâng cấp", None)
+        maintenance.create_maintenance(session, "site", s.id, start, start, "nâng cấp", None)
     with pytest.raises(Invalid):
-        service.create_maintenance(session, "site", s.id, start, start + dt.timedelta(hours=1), "  ", None)
-    window = service.create_maintenance(session, "site", s.id, start, start + dt.timedelta(hours=2), "nâng cấp", None)
+        maintenance.create_maintenance(session, "site", s.id, start, start + dt.timedelta(hours=1), "  ", None)
+    window = maintenance.create_maintenance(session, "site", s.id, start, start + dt.timedelta(hours=2), "nâng cấp",
+                                            None)
     assert window.target == s and window.starts_at == start
 
 
@@ -161,4 +165,4 @@ def test_the_two_level_plan_holds_communes_directly_under_the_province(fresh_app
         levels = [lv.code for lv in service.list_levels(session)]
         assert levels == ["province", "commune"]
         commune = site(session, "TQ-LB-LC")
-        assert commune.parent.code == "TQ" and service.uplink(session, commune).site_b.code == "TQ"
+        assert commune.parent.code == "TQ" and tree.uplink(session, commune).site_b.code == "TQ"
