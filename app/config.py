@@ -97,6 +97,15 @@ SETTINGS: list[Setting] = [
 ]
 
 
+def default(key: str) -> Any:
+    """A setting's embedded default, for code that needs it outside an app (a benchmark's plain run, say): the
+    value is written once, in SETTINGS."""
+    for setting in SETTINGS:
+        if setting.key == key:
+            return setting.default
+    raise KeyError(key)
+
+
 def _parse(kind: type, raw: str) -> Any:
     if kind is bool:
         value = raw.strip().lower()

@@ -73,8 +73,7 @@ class WorkingHours:
                             value=repr(config["WORKDAYS"])))
         if end <= start:
             raise Invalid(_("WORKDAY_END must be after WORKDAY_START."))
-        return cls(start, end, frozenset(WEEKDAYS.index(d) for d in names), ZoneInfo(config.get("TIMEZONE") or
-                                                                                       "Asia/Ho_Chi_Minh"))
+        return cls(start, end, frozenset(WEEKDAYS.index(d) for d in names), ZoneInfo(config["TIMEZONE"]))
 
 
 # ---------------------------------------------------------------- what the answer holds

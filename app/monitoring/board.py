@@ -72,7 +72,7 @@ class Thresholds:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Thresholds:
-        return cls(step_seconds=float(config.get("PROBE_STEP_SECONDS", 60.0)))
+        return cls(step_seconds=float(config["PROBE_STEP_SECONDS"]))
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("webmetrics", __name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-DEFAULT_ALLOW = "127.0.0.1/32,::1/128"
 # Seconds; pages answer in milliseconds, uploads and exports may take tens of seconds.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -57,7 +56,7 @@ _metrics_lock = threading.Lock()
 
 def metrics_dir(config: Mapping[str, Any]) -> Path:
     """The folder the workers share: METRICS_DIR, or INSTANCE_PATH/metrics."""
-    return Path(config.get("METRICS_DIR") or Path(config["INSTANCE_PATH"]) / "metrics")
+    return Path(config["METRICS_DIR"] or Path(config["INSTANCE_PATH"]) / "metrics")
 
 
 def prepare_multiprocess(config: Mapping[str, Any]) -> Path:
@@ -126,7 +125,7 @@ def _parse_allow(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Netw
 
 def init_app(app: Flask) -> None:
     """Time every request and count it by method, view and status; read METRICS_ALLOW (a bad value stops here)."""
-    app.extensions["vcops_metrics_allow"] = _parse_allow(app.config.get("METRICS_ALLOW", DEFAULT_ALLOW))
+    app.extensions["vcops_metrics_allow"] = _parse_allow(app.config["METRICS_ALLOW"])
     # First before the other hooks, so the time includes the access check and the loading of the user; last
     # after them (after_request functions run in reverse order), so the status is the one sent: the commit point
     # may still turn a 200 into a 409.

@@ -77,7 +77,7 @@ def _check_fields(vendor: str, model: str, version: str) -> dict[str, list[str]]
 
 def upload_limit() -> int:
     """The largest image accepted, in bytes (FIRMWARE_MAX_MB)."""
-    return int(current_app.config.get("FIRMWARE_MAX_MB") or 2048) * MB
+    return int(current_app.config["FIRMWARE_MAX_MB"]) * MB
 
 
 def too_large_message() -> str:

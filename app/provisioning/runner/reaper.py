@@ -47,7 +47,7 @@ def reap_lost_jobs(session: so.Session) -> list[int]:
     """Mark running jobs whose worker died as lost, after ending their ansible-playbook process group on
     this machine, and free their hosts; wake queued jobs still waiting for a job that has ended.
     Returns the ids of the jobs marked lost."""
-    stale = dt.timedelta(seconds=int(current_app.config.get("WORKER_STALE_SECONDS") or 180))
+    stale = dt.timedelta(seconds=int(current_app.config["WORKER_STALE_SECONDS"]))
     lost: list[int] = []
     running = session.scalars(sa.select(Job.id).where(Job.state == JobState.RUNNING).order_by(Job.id)).all()
     for job_id in running:
@@ -89,7 +89,7 @@ def reap_lost_claims(session: so.Session) -> list[int]:
     launched it could fall in a meeting that the launch's guard never saw. Nothing ran on the hosts (the run
     starts only once the job is running), so relaunching is safe, and the job says so.
     """
-    stale = dt.timedelta(seconds=int(current_app.config.get("WORKER_STALE_SECONDS") or 180))
+    stale = dt.timedelta(seconds=int(current_app.config["WORKER_STALE_SECONDS"]))
     lost: list[int] = []
     claimed = session.scalars(sa.select(Job.id).where(Job.state == JobState.QUEUED, Job.worker != "")
                               .order_by(Job.id)).all()

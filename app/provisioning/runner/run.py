@@ -194,7 +194,7 @@ def _run_playbook(plan: _Plan, run_dir: Path, scrub: Scrubber, outcome: _RunOutc
                                                        .where(Job.id == job_id))) is not None
         return state["cancel"]
 
-    timeout = int(current_app.config.get("JOB_TIMEOUT") or 0)
+    timeout = int(current_app.config["JOB_TIMEOUT"])
     settings = ansible_settings(run_dir, **app_settings())
     cmdline = "--check --diff" if plan.check else None
     runner = init_runner(private_data_dir=str(run_dir), project_dir=str(plan.playbook.parent),

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import current_app
 
-from app.config import PROJECT_ROOT
+from app.config import PROJECT_ROOT, default
 from app.provisioning.runner.hostkeys import KNOWN_HOSTS_COMMAND, ssh_dir
 
 RUN_MARK = "VCOPS_JOB_RUN"  # set in ansible-playbook's environment: finds the run's processes after a crash
@@ -23,11 +23,11 @@ RUN_MARK = "VCOPS_JOB_RUN"  # set in ansible-playbook's environment: finds the r
 INHERITED_ENV = re.compile(r"^(PATH|HOME|USER|LOGNAME|SHELL|TERM|LANG|LANGUAGE|LC_\w+|TZ|TMPDIR|PYTHONPATH|"
                             r"ANSIBLE_\w+|SSL_CERT_\w+|REQUESTS_CA_BUNDLE)$")
 
-DEFAULT_FORKS = 25  # hosts worked on at once (JOB_FORKS); Ansible's own default is 5
+DEFAULT_FORKS = default("JOB_FORKS")  # hosts worked on at once; Ansible's own default is 5
 SSH_CONTROL_PERSIST_SECONDS = 60
 # Facts (OS, service manager…) change with a reinstall, not from one run to the next: a host's are gathered
 # again when older than this (JOB_FACT_CACHE_SECONDS; 0 gathers them at every run, as Ansible does by default).
-DEFAULT_FACT_CACHE_SECONDS = 3600
+DEFAULT_FACT_CACHE_SECONDS = default("JOB_FACT_CACHE_SECONDS")
 # A control socket's path is its folder + 28 characters (Ansible's 10-character name, ssh's temporary suffix)
 # and must fit in the 108 bytes of a Unix socket address.
 _CONTROL_DIR_MAX = 72
@@ -104,9 +104,8 @@ def fact_cache_dir() -> Path:
 def app_settings() -> dict[str, Any]:
     """The app's choices for ansible_settings() (JOB_FORKS, JOB_FACT_CACHE_SECONDS)."""
     config = current_app.config
-    seconds = config.get("JOB_FACT_CACHE_SECONDS")
-    seconds = DEFAULT_FACT_CACHE_SECONDS if seconds is None else int(seconds)
-    return {"forks": int(config.get("JOB_FORKS") or DEFAULT_FORKS), "fact_cache_seconds": seconds,
+    seconds = int(config["JOB_FACT_CACHE_SECONDS"])
+    return {"forks": int(config["JOB_FORKS"]), "fact_cache_seconds": seconds,
             "fact_cache": fact_cache_dir() if seconds > 0 else None}
 
 
