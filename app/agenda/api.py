@@ -26,6 +26,7 @@ from app.agenda.models import AgendaItem, AgendaVersion, Document
 from app.agenda.routes import send_document
 from app.auth.models import Role
 from app.db import db
+from app.meetings import service as meetings
 from app.meetings.models import Meeting
 from app.web.access import login_required_only, require
 from app.web.api import ApiBlueprint, StrictParser
@@ -198,7 +199,7 @@ def get_agenda(meeting_id: int) -> Args:
 @agenda_bp.fails(404, 422)
 def add_item(data: Args, meeting_id: int) -> AgendaItem:
     """Add an item at the end of the draft."""
-    return agenda.add_item(db.session, agenda.get_meeting(db.session, meeting_id), data)
+    return agenda.add_item(db.session, meetings.get_meeting(db.session, meeting_id), data)
 
 
 @agenda_bp.route("/<int:meeting_id>/agenda/items/<int:item_id>", endpoint="item")
@@ -209,7 +210,7 @@ class AgendaItemView(MethodView):
     @agenda_bp.fails(404, 409, 422)
     def patch(self, data: Args, meeting_id: int, item_id: int) -> AgendaItem:
         """Change a draft item; `position` moves it."""
-        item = agenda.get_draft_item(db.session, agenda.get_meeting(db.session, meeting_id), item_id)
+        item = agenda.get_draft_item(db.session, meetings.get_meeting(db.session, meeting_id), item_id)
         position = data.pop("position", None)
         if data:
             agenda.update_item(db.session, item, data)
@@ -222,7 +223,7 @@ class AgendaItemView(MethodView):
     @agenda_bp.fails(404, 409)
     def delete(self, meeting_id: int, item_id: int) -> None:
         """Remove a draft item with its documents; published versions keep theirs."""
-        agenda.remove_item(db.session, agenda.get_draft_item(db.session, agenda.get_meeting(db.session, meeting_id),
+        agenda.remove_item(db.session, agenda.get_draft_item(db.session, meetings.get_meeting(db.session, meeting_id),
                                                              item_id))
 
 
@@ -232,7 +233,7 @@ class AgendaItemView(MethodView):
 @agenda_bp.fails(404, 409, 422)
 def publish(meeting_id: int) -> tuple[AgendaVersion, int, dict[str, str]]:
     """Publish the draft as the next version and tell the sites what changed; refused when nothing did."""
-    version = agenda.publish(db.session, agenda.get_meeting(db.session, meeting_id), published_by_id=current_user.id)
+    version = agenda.publish(db.session, meetings.get_meeting(db.session, meeting_id), published_by_id=current_user.id)
     return version, 201, {"Location": url_for(".version", meeting_id=meeting_id, number=version.number)}
 
 
@@ -268,7 +269,7 @@ class DocumentCollection(MethodView):
     @documents_bp.fails(404, 409, 413, 422)
     def post(self, data: Args, meeting_id: int) -> tuple[Document, int, dict[str, str]]:
         """Upload a document to the draft (multipart/form-data: file, item_id)."""
-        meeting = agenda.get_meeting(db.session, meeting_id)
+        meeting = meetings.get_meeting(db.session, meeting_id)
         item = agenda.get_draft_item(db.session, meeting, data["item_id"]) if data.get("item_id") else None
         upload = data["file"]
         document = agenda.add_document(db.session, meeting, agenda.Upload(upload.stream, upload.filename or ""),
@@ -282,7 +283,7 @@ class DocumentCollection(MethodView):
 @documents_bp.fails(404, 409)
 def remove_document(meeting_id: int, document_id: int) -> None:
     """Remove a document from the draft; published versions keep theirs."""
-    meeting = agenda.get_meeting(db.session, meeting_id)
+    meeting = meetings.get_meeting(db.session, meeting_id)
     agenda.remove_document(db.session, agenda.get_draft_document(db.session, meeting, document_id))
 
 
@@ -293,7 +294,7 @@ def remove_document(meeting_id: int, document_id: int) -> None:
 @documents_bp.fails(404, 409, 413, 422)
 def replace_document(data: Args, meeting_id: int, document_id: int) -> Document:
     """Put a new file in a draft document's place (multipart/form-data: file)."""
-    meeting = agenda.get_meeting(db.session, meeting_id)
+    meeting = meetings.get_meeting(db.session, meeting_id)
     document = agenda.get_draft_document(db.session, meeting, document_id)
     upload = data["file"]
     return agenda.replace_document(db.session, document, agenda.Upload(upload.stream, upload.filename or ""),

@@ -25,6 +25,7 @@ from app.agenda import service as agenda
 from app.agenda.models import AgendaItem, Document
 from app.db import db
 from app.errors import DomainError, NotFound
+from app.meetings import service as meetings
 from app.meetings.models import Classification, Meeting
 from app.web.access import login_required_only, public, require
 
@@ -69,7 +70,7 @@ def _agenda_url(meeting: Meeting) -> str:
 
 
 def _editable(meeting_id: int) -> Meeting:
-    return agenda.get_meeting(db.session, meeting_id)
+    return meetings.get_meeting(db.session, meeting_id)
 
 
 def _render_agenda(meeting: Meeting, item_form: ItemForm | None = None, upload_form: UploadForm | None = None,

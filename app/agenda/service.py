@@ -31,7 +31,7 @@ from app import storage
 from app.agenda.models import AgendaItem, AgendaVersion, Document, documents_folder
 from app.auth.models import Role, User
 from app.auth.permissions import role_can
-from app.db import get_or_raise, utcnow
+from app.db import utcnow
 from app.errors import Conflict, DomainError, Invalid, NotFound
 from app.meetings import signals
 from app.meetings.models import Classification, Meeting, Occurrence, OccurrenceStatus, Participation
@@ -77,10 +77,6 @@ def readable_meeting(session: so.Session, user: User, meeting_id: int) -> Meetin
     if meeting is None or not can_read(session, user, meeting):
         raise NotFound(_("No meeting with id %(id)s.", id=meeting_id))
     return meeting
-
-
-def get_meeting(session: so.Session, meeting_id: int) -> Meeting:
-    return get_or_raise(session, Meeting, meeting_id, _("No meeting with id %(id)s.", id=meeting_id))
 
 
 def readable_document(session: so.Session, user: User, meeting: Meeting, document_id: int) -> Document:

@@ -20,7 +20,6 @@ from flask_babel import format_date, format_time, ngettext
 from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from werkzeug.routing import BuildError
 
 from app.auth.permissions import role_can
 from app.db import db, get_or_raise, utcnow
@@ -312,16 +311,10 @@ def meeting_detail(meeting_id: int) -> ResponseReturnValue:
         queries.with_sites(db.session, focus)
     parent, children = queries.split_relatives(db.session, meeting)
     return render_template("meetings/detail.html", meeting=meeting, focus=focus, parent=parent, children=children,
-                           own_site_id=own, now=utcnow(), agenda_url=_agenda_url(meeting.id),
+                           own_site_id=own, now=utcnow(),
+                           agenda_url=url_for("agenda.agenda_page", meeting_id=meeting.id),
                            # the calendar's part: the invitations sent and the attendance buttons
                            calendar=signals.page_extras(db.session, meeting, current_user, deliveries=own is None))
-
-
-def _agenda_url(meeting_id: int) -> str:
-    try:  # the agenda pages' blueprint, when it has its page
-        return url_for("agenda.agenda_page", meeting_id=meeting_id)
-    except BuildError:
-        return f"{request.script_root}/meetings/{meeting_id}/agenda"
 
 
 def _occurrence(occurrence_id: int) -> Occurrence:
