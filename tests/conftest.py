@@ -1,8 +1,13 @@
-"""Shared fixtures: the app on SQLite and on PostgreSQL, users of every role, real-commit apps.
+"""Shared fixtures: the app on SQLite (and on PostgreSQL where the database matters), users of every role,
+real-commit apps.
 
 Each test runs inside an outer transaction that is rolled back afterwards (requests commit into a
 savepoint). Tests of the queue and of concurrency use `fresh_app`, which commits for real into a
 database of its own.
+
+Which tests run on PostgreSQL too is decided here, in BOTH_BACKENDS, and nowhere else: everything else runs on
+SQLite only. The suite runs in parallel (pytest-xdist, setup.cfg): every database, instance folder, queue
+name, port and lab address a test makes is its own, whichever worker runs it.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +42,137 @@ auth_service._DUMMY_HASH = auth_service._hasher.hash("not a password of anyone")
 PG_ADMIN_URL = os.environ.get("VCOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "correct horse battery"
 BACKENDS = ["sqlite", "postgresql"]
+# "gw0", "gw1", ... under pytest-xdist, "main" without it: in the names of what a worker makes, to tell them apart.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+# ------------------------------------------------------------------ which tests run on PostgreSQL too
+
+# The tests whose behaviour depends on the database: a test module, or one test (module::name, without the
+# parameters), with the reason. These run on SQLite and on PostgreSQL (through the `backend` fixture, or their
+# own parametrize of `backend`); every other test runs on SQLite only. A test that names PostgreSQL in an
+# explicit `parametrize("backend", ...)` must be listed here (else its PostgreSQL case is deselected, with a
+# warning); tests that make a PostgreSQL app inside (fresh_app("postgresql")) are listed for the `postgres`
+# marker. Add a test here when it checks SQL that differs by dialect, row or advisory locks, concurrent
+# sessions, or the schema. VCOPS_TEST_BACKENDS=all runs every test on both, as the suite did before (slower).
+ALL_ON_BOTH = os.environ.get("VCOPS_TEST_BACKENDS", "").lower() == "all"
+BOTH_BACKENDS: dict[str, str] = {
+    # the schema
+    "tests/test_migrations.py":
+        "migrations run batch mode on SQLite and plain ALTERs on PostgreSQL; each must give the models' schema",
+    # meetings: booking.py takes advisory locks, inserts with unnest and matches ids with = ANY(array) on PostgreSQL
+    "tests/meetings/test_concurrency.py":
+        "simultaneous bookings: PostgreSQL advisory locks vs SQLite's single writer",
+    "tests/meetings/test_api.py::test_twenty_simultaneous_posts_through_http_give_one_booking_and_nineteen_refusals":
+        "PostgreSQL only (inside the test): concurrent HTTP bookings under advisory locks",
+    "tests/meetings/test_booking.py":
+        "the clash checks and holdings: ANY(array) queries, unnest INSERT ... SELECT and advisory locks on PostgreSQL",
+    "tests/meetings/test_availability.py":
+        "availability reads the holdings with = ANY(array) on PostgreSQL; the province-wide timing on both",
+    "tests/meetings/test_pages.py::test_secretariat_books_through_the_form_and_sees_the_meeting_in_the_list_and_calendar":
+        "the list's search is lower(...) LIKE, whose case folding differs (SQLite folds ASCII only)",
+    # row locks (SELECT ... FOR UPDATE is a no-op on SQLite) and case-insensitive matching
+    "tests/auth/test_users.py::test_last_active_admin_cannot_be_demoted_or_deactivated":
+        "the last-admin check locks the other admins' rows FOR UPDATE",
+    "tests/auth/test_users.py::test_admin_may_demote_another_admin_while_one_remains":
+        "the last-admin check locks the other admins' rows FOR UPDATE",
+    "tests/auth/test_users.py::test_admin_finds_users_by_search_and_role":
+        "ILIKE is native on PostgreSQL, emulated with lower() on SQLite",
+    "tests/auth/test_audit.py::test_audit_filters_by_who":
+        "ILIKE is native on PostgreSQL, emulated with lower() on SQLite",
+    "tests/auth/test_audit.py::test_audit_dates_are_whole_days_in_local_time":
+        "day bounds compared as timestamps: the UTC datetime type is stored differently per dialect (app/db.py)",
+    "tests/sites/test_api.py::test_site_lists_filter_by_level_status_sample_and_text_and_come_in_pages":
+        "text search with ILIKE on Vietnamese names (native on PostgreSQL, lower() LIKE on SQLite)",
+    "tests/sites/test_api.py::test_technician_adds_equipment_and_a_link_and_finds_them_by_subtree_kind_and_medium":
+        "equipment search with ILIKE (native on PostgreSQL, lower() LIKE on SQLite)",
+    "tests/sites/test_pages.py::test_site_list_searches_filters_and_pages_keeping_the_filters":
+        "case-insensitive search with ILIKE on Vietnamese names, per dialect",
+    "tests/sites/test_pages.py::test_maintenance_typed_at_eight_local_is_stored_at_one_utc_and_shown_at_eight":
+        "the UTC datetime type (app/db.py) stores and reads timestamps differently per dialect",
+    "tests/agenda/test_agenda.py::test_secretariat_builds_publishes_and_republishes_an_agenda":
+        "agenda changes lock the meeting's row FOR UPDATE",
+    "tests/provisioning/test_vault.py::test_rotation_re_encrypts_under_the_newest_key_and_old_keys_open_secrets_until_then":
+        "rotation locks every credential FOR UPDATE",
+    "tests/provisioning/test_vault.py::test_the_rotate_command_re_encrypts_every_secret":
+        "rotation locks every credential FOR UPDATE",
+    "tests/provisioning/test_state_machine.py":
+        "job transitions read the job FOR UPDATE with populate_existing",
+    # concurrent workers and sessions that do not wait for each other on PostgreSQL
+    "tests/provisioning/test_schedules.py::test_two_workers_at_the_same_due_time_launch_the_schedule_once":
+        "two workers racing for one due schedule: row locks on PostgreSQL, the single writer on SQLite",
+    "tests/provisioning/test_lost_claims.py":
+        "claims of hosts by concurrent jobs under row locks",
+    "tests/provisioning/test_runs.py::test_a_launched_job_runs_on_the_worker_with_its_events_in_order_and_counts_per_host":
+        "a worker thread writes the job's events while the test reads them: row locks and visibility",
+    "tests/queue/test_outbox.py::test_work_asked_for_inside_a_savepoint_waits_for_the_outer_commit":
+        "PostgreSQL only (inside the test): a worker that does not wait for the writer must not run before the commit",
+    "tests/devices/test_quick_actions.py::test_a_quick_action_goes_through_the_outbox_and_the_queue_to_the_endpoint":
+        "a queue worker delivers the outbox row FOR UPDATE while the request's transaction commits",
+    # monitoring: agent/store.py writes probe results with each dialect's INSERT ... ON CONFLICT
+    "tests/monitoring/test_probe_agent.py":
+        "the probe results are upserted with the dialect's own INSERT ... ON CONFLICT",
+    "tests/monitoring/test_endpoint_probe.py::test_a_registered_endpoint_is_reported_reachable_and_registered":
+        "the probe results are upserted with the dialect's own INSERT ... ON CONFLICT",
+}
+
+
+def _listed(nodeid: str) -> bool:
+    if ALL_ON_BOTH:
+        return True
+    path, _, rest = nodeid.partition("::")
+    name = rest.split("[", 1)[0]
+    return path in BOTH_BACKENDS or f"{path}::{name}" in BOTH_BACKENDS
+
+
+def _parametrizes_backend(metafunc: pytest.Metafunc) -> bool:
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0] if marker.args else marker.kwargs.get("argnames", ())
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if "backend" in names:
+            return True
+    return False
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The `backend` fixture's parameters: both for the tests in BOTH_BACKENDS, SQLite for the others (a test
+    that parametrizes `backend` itself keeps its own)."""
+    if "backend" in metafunc.fixturenames and not _parametrizes_backend(metafunc):
+        backends = BACKENDS if _listed(metafunc.definition.nodeid) else ["sqlite"]
+        metafunc.parametrize("backend", backends, indirect=True, scope="session")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark what runs on PostgreSQL (`-m postgres`); drop an explicit PostgreSQL case of a test not listed."""
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        # A fixture or parametrize of its own (not `backend`) may pick the database too: any "postgresql" counts.
+        on_postgres = callspec is not None and "postgresql" in callspec.params.values()
+        if on_postgres and not _listed(item.nodeid):
+            dropped.append(item)
+            continue
+        if on_postgres or (callspec is None and not ALL_ON_BOTH and _listed(item.nodeid)):
+            item.add_marker(pytest.mark.postgres)
+        kept.append(item)
+    # An entry naming a test that is gone (renamed, moved) would silently stop guarding anything: say so (when
+    # whole files were collected: `path::test` arguments collect part of one).
+    collected = {item.nodeid.partition("::")[0] for item in items}
+    names = {item.nodeid.split("[", 1)[0] for item in items}
+    stale = [key for key in BOTH_BACKENDS if "::" not in key and not (config.rootpath / key).exists()]
+    if not any("::" in arg for arg in config.args):
+        stale += [key for key in BOTH_BACKENDS
+                  if "::" in key and key.partition("::")[0] in collected and key not in names]
+    if stale:
+        warnings.warn(f"BOTH_BACKENDS (tests/conftest.py) names tests that do not exist: {', '.join(stale)}",
+                      stacklevel=1)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+        files = sorted({item.nodeid.partition("::")[0] for item in dropped})
+        warnings.warn(f"{len(dropped)} PostgreSQL cases of tests not in BOTH_BACKENDS (tests/conftest.py) "
+                      f"deselected, in {', '.join(files)}: list them there if the database matters, else let "
+                      f"them use the `backend` fixture", stacklevel=1)
 
 
 # ------------------------------------------------------------------ CI: a skip is a failure
@@ -72,7 +209,7 @@ class Databases:
         self.pg_databases: list[str] = []
 
     def new(self, backend: str) -> str:
-        name = f"vcops_test_{uuid.uuid4().hex[:12]}"
+        name = f"vcops_test_{WORKER}_{uuid.uuid4().hex[:12]}"
         if backend == "sqlite":
             return f"sqlite:///{self.tmp / (name + '.db')}"
         reason = _postgres_available()
@@ -122,8 +259,9 @@ def app_config(tmp: Path, database_url: str, **overrides: Any) -> dict[str, Any]
 
 # ------------------------------------------------------------------ the shared, rolled-back app
 
-@pytest.fixture(scope="session", params=BACKENDS)
+@pytest.fixture(scope="session")
 def backend(request: pytest.FixtureRequest) -> str:
+    """"sqlite" or "postgresql", as pytest_generate_tests (above) parametrizes it."""
     return request.param
 
 

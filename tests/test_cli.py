@@ -21,12 +21,13 @@ PASSWORD = "a long enough password"
 ADMIN_LOGIN = re.compile(r"demo admin: (\S+)\s+password: (\S+)")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def cli_env(request, databases, tmp_path, monkeypatch) -> str:
-    """VCOPS_* pointing at a new empty database and a tmp instance folder; returns the database URL."""
+@pytest.fixture
+def cli_env(backend, databases, tmp_path, monkeypatch) -> str:
+    """VCOPS_* pointing at a new empty database (of the backend tests/conftest.py picks: SQLite, the commands do
+    not depend on the database) and a tmp instance folder; returns the database URL."""
     for setting in SETTINGS:
         monkeypatch.delenv(f"VCOPS_{setting.key}", raising=False)
-    url = databases.new(request.param)
+    url = databases.new(backend)
     monkeypatch.setenv("VCOPS_INSTANCE_PATH", str(tmp_path / "instance"))
     monkeypatch.setenv("VCOPS_DATABASE_URL", url)
     return url

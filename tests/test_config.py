@@ -132,9 +132,24 @@ def test_the_app_without_test_config_is_not_in_testing_mode(tmp_path, monkeypatc
         app.extensions["vcops_engine"].dispose()
 
 
-def test_the_app_with_test_config_is_in_testing_mode(tmp_path):
-    app = create_app({"TESTING": True, "INSTANCE_PATH": str(tmp_path)})
+def test_the_factory_takes_the_settings_it_is_given_over_the_environment(tmp_path, monkeypatch):
+    # What the test suite relies on: create_app(config) wins over VCOPS_* (here all pointing elsewhere), for the
+    # app's settings, its instance folder and the database its engine opens.
+    for setting in SETTINGS:
+        monkeypatch.delenv(f"VCOPS_{setting.key}", raising=False)
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("VCOPS_INSTANCE_PATH", str(elsewhere))
+    monkeypatch.setenv("VCOPS_DATABASE_URL", f"sqlite:///{elsewhere / 'env.db'}")
+    monkeypatch.setenv("VCOPS_SECRET_KEY", "from-env")
+    monkeypatch.setenv("VCOPS_DEFAULT_LANGUAGE", "vi")
+    given = tmp_path / "given"
+    url = f"sqlite:///{given / 'given.db'}"
+    app = create_app({"INSTANCE_PATH": str(given), "DATABASE_URL": url, "SECRET_KEY": "given",
+                      "DEFAULT_LANGUAGE": "en"})
     try:
-        assert app.testing
+        assert app.instance_path == str(given)
+        assert (app.config["DATABASE_URL"], app.secret_key, app.config["DEFAULT_LANGUAGE"]) == (url, "given", "en")
+        assert str(app.extensions["vcops_engine"].url) == url
+        assert not app.testing  # nor does the factory turn on testing by itself
     finally:
         app.extensions["vcops_engine"].dispose()

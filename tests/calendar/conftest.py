@@ -28,12 +28,12 @@ from app.meetings import service
 from app.meetings.models import Meeting
 from app.meetings.service import BookingRequest
 from app.migrate import upgrade
-from app.queue import outbox
 from app.queue.models import OutboxMessage
 from app.queue.tasks import configure_queue
 from app.sites.demo import seed
 from app.sites.models import Site
-from tests.conftest import BACKENDS, app_config
+from tests.conftest import app_config
+from tests.support.outbox import drain_outbox
 
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 _weeks = itertools.count(2)
@@ -103,13 +103,13 @@ def smtp(smtp_server: tuple[Recorder, int]) -> Recorder:
 
 # ---------------------------------------------------------------- the app
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def province_app(request: pytest.FixtureRequest, databases: Any, tmp_path_factory: pytest.TempPathFactory,
+@pytest.fixture(scope="module")
+def province_app(backend: str, databases: Any, tmp_path_factory: pytest.TempPathFactory,
                  smtp_server: tuple[Recorder, int]) -> Any:
-    url = databases.new(request.param)
+    url = databases.new(backend)
     upgrade(url)
     _recorder, port = smtp_server
-    app = create_app(app_config(tmp_path_factory.mktemp(f"calendar-{request.param}"), url, SMTP_HOST="127.0.0.1",
+    app = create_app(app_config(tmp_path_factory.mktemp(f"calendar-{backend}"), url, SMTP_HOST="127.0.0.1",
                                 SMTP_PORT=port, SMTP_STARTTLS=False, SMTP_TIMEOUT=10,
                                 BASE_URL="https://vcops.example.gov.vn"))
     with app.app_context(), commit_scope() as session:
@@ -175,17 +175,7 @@ def change(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 def run_outbox() -> list[Exception]:
     """Deliver every outbox message not done yet, as the worker would; returns the handlers' errors."""
-    errors = []
-    ids = list(db.session.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.done_at.is_(None))
-                                  .order_by(OutboxMessage.id)))
-    db.session.remove()
-    for message_id in ids:
-        try:
-            outbox.deliver(message_id)
-        except Exception as exc:
-            errors.append(exc)
-        db.session.remove()
-    return errors
+    return drain_outbox(keep_going=True)
 
 
 def meeting(meeting_id: int) -> Meeting:

@@ -28,12 +28,11 @@ from app.calendar.ics import Party
 from app.db import commit_scope, db
 from app.meetings import service
 from app.meetings.service import BookingRequest
-from app.queue import outbox
-from app.queue.models import OutboxMessage
 from app.queue.tasks import configure_queue
 from app.sites.demo import seed
 from app.sites.models import Endpoint, Site
 from tests.conftest import PASSWORD
+from tests.support.outbox import drain_outbox
 
 from .conftest import local
 
@@ -111,12 +110,7 @@ def test_a_long_vietnamese_subject_reaches_the_sites_with_its_spaces():
 
 def _mails(app: Any) -> list[EmailMessage]:
     """Deliver what the outbox holds, as the worker would, and read the mails it wrote."""
-    with app.app_context():
-        ids = list(db.session.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.done_at.is_(None))))
-        db.session.remove()
-        for message_id in ids:
-            outbox.deliver(message_id)
-            db.session.remove()
+    drain_outbox(app)
     folder = Path(app.config["INSTANCE_PATH"]) / "outbox"
     return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
             for p in sorted(folder.glob("*.eml"))]

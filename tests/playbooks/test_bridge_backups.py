@@ -21,11 +21,10 @@ from app.provisioning import service
 from app.provisioning.backups.models import ConfigBackup
 from app.provisioning.credentials import service as vault
 from app.provisioning.models import Job, JobState
-from app.queue import outbox
-from app.queue.models import OutboxMessage
 from app.sites.models import Bridge
 from tests.playbooks.conftest import Province
 from tests.support.hosts import LabHost
+from tests.support.outbox import drain_outbox
 from tests.support.seeds import province_site
 
 pytestmark = pytest.mark.skipif(not Path("/usr/sbin/nft").exists(), reason="server_baseline.yml checks its "
@@ -76,11 +75,7 @@ def _run(p: Province, playbook: str, **extra_vars: Any) -> Any:
             job_id = service.launch_job(session, template, session.get(User, p.user_id),
                                         extra_vars={**BASELINE, **extra_vars}).id
         db.session.remove()
-        for message_id in db.session.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.done_at.is_(None))
-                                             .order_by(OutboxMessage.id)).all():
-            db.session.remove()
-            outbox.deliver(message_id)
-        db.session.remove()
+        drain_outbox()
     with p.app.app_context():
         job = db.session.get(Job, job_id)
         db.session.remove()

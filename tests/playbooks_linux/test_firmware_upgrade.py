@@ -19,9 +19,8 @@ from app.provisioning import service
 from app.provisioning.firmware import service as firmware
 from app.provisioning.firmware.models import FirmwareImage
 from app.provisioning.firmware.routes import signed_link
-from app.queue import outbox
-from app.queue.models import OutboxMessage
 from tests.playbooks.conftest import Province, province  # noqa: F401 - province: a fixture
+from tests.support.outbox import drain_outbox
 
 IMAGE = b"\x7fCE-IMAGE" + hashlib.sha256(b"ce11.14.2.3").digest() * 4096
 NEW_VERSION = "ce11.14.2.3"
@@ -37,16 +36,7 @@ def _serve(app):
 
 def _work(app) -> threading.Thread:
     """A worker: carries out the queued outbox messages (the run) while the test follows the job."""
-    def deliver() -> None:
-        with app.app_context():
-            ids = db.session.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.done_at.is_(None))
-                                     .order_by(OutboxMessage.id)).all()
-            db.session.remove()
-            for message_id in ids:
-                outbox.deliver(message_id)
-            db.session.remove()
-
-    thread = threading.Thread(target=deliver, daemon=True)
+    thread = threading.Thread(target=drain_outbox, args=(app,), daemon=True)
     thread.start()
     return thread
 

@@ -21,10 +21,9 @@ from app.db import Base, commit_scope, db
 from app.provisioning.models import JobHost, JobState
 from app.provisioning.runner import processes, reaper
 from app.provisioning.runner.run import run_job
-from app.queue import outbox
-from app.queue.models import OutboxMessage
 from app.queue.tasks import huey
 from tests.provisioning.conftest import SECRET, Bed, wait_for
+from tests.support.outbox import drain_outbox
 
 pytestmark = pytest.mark.skipif(not (Path(sys.executable).parent / "ansible-playbook").exists(),
                                 reason="ansible-playbook is not installed beside the test's Python")
@@ -41,13 +40,7 @@ def _launch(bed: Bed, template_id: int, **body) -> int:
 
 def _work(bed: Bed) -> None:
     """What a worker does: carry out the outbox messages waiting (the queue's hand-off is tested elsewhere)."""
-    with bed.app.app_context():
-        ids = db.session.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.done_at.is_(None))
-                                 .order_by(OutboxMessage.id)).all()
-        db.session.remove()
-        for message_id in ids:
-            outbox.deliver(message_id)
-        db.session.remove()
+    drain_outbox(bed.app)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

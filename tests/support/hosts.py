@@ -27,9 +27,9 @@ Kinds:
 
 Names never clash between test runs, pytest-xdist workers or other users of this library on the machine:
 each host first claims a subnet index (from 198.18.4.0 on; the /22 below is left to the demo data and to labs
-made by hand) with a lock file in /run/vcops-test-hosts/ holding the owner's pid (a lock whose owner died is
-reclaimed, and what it left is removed); its namespace (`vcops-<worker>-<run>-<index>`) and interface names
-(`vh<index>a`/`vh<index>b`, at most 8 characters) derive from that index.
+made by hand) with a lock file in /run/vcops-test-hosts/ holding the owner's pid (tests/support/claims.py: a
+lock whose owner died is reclaimed, and what it left is removed); its namespace (`vcops-<worker>-<run>-<index>`)
+and interface names (`vh<index>a`/`vh<index>b`, at most 8 characters) derive from that index.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ import contextlib
 import hashlib
 import ipaddress
 import os
-import random
 import re
 import secrets
 import shlex
@@ -57,6 +56,7 @@ from typing import Any
 import pytest
 
 from simulators import cisco_xapi
+from tests.support import claims
 
 REPO = Path(__file__).resolve().parents[2]
 SIMULATOR = REPO / "simulators" / "cisco_xapi.py"
@@ -95,14 +95,7 @@ def _run(*argv: str, check: bool = True, timeout: float = 20, **kwargs: Any) -> 
     return result
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+_alive = claims._alive
 
 
 def public_key_fingerprint(public_key_line: str) -> str:
@@ -261,10 +254,7 @@ class HostLab:
             if folder.resolve().is_relative_to(overlaid):
                 raise ValueError(f"the lab's folder {folder} must not lie under {overlaid}, which hosts see anew")
         folder.mkdir(parents=True, exist_ok=True)
-        if LOCKS.is_dir():  # remove what killed test runs left behind
-            for lock in LOCKS.iterdir():
-                with contextlib.suppress(RuntimeError, OSError):  # a new lab is made all the same
-                    _reclaim_if_stale(lock)
+        claims.reclaim_stale(LOCKS, _teardown)  # remove what killed test runs left behind
         self.client_key = folder / "client_key"
         if not self.client_key.exists():
             _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vcops-tests", "-f", str(self.client_key))
@@ -306,36 +296,24 @@ class HostLab:
     # ---------------------------------------------------------------- names and addresses
 
     def _claim(self, kind: str, boot_seconds: float) -> LabHost:
-        LOCKS.mkdir(mode=0o755, exist_ok=True)
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        span = SUBNETS - FIRST_INDEX
-        start = random.randrange(span)  # spreads concurrent runs over the range; the lock decides
-        for step in range(span):
-            index = FIRST_INDEX + (start + step) % span
-            lock = LOCKS / str(index)
-            namespace = f"vcops-{worker}-{RUN_ID}-{index}"
-            host_if = f"vh{index}a"
-            try:
-                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                _reclaim_if_stale(lock)
-                continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(f"{os.getpid()} {namespace} {host_if}\n")
-            base = NETWORK.network_address + 4 * index
-            subnet = f"{base}/30"
-            if _run("ip", "-o", "-4", "addr", "show", "to", subnet).stdout.strip() or Path(
-                    f"/sys/class/net/{host_if}").exists():
-                lock.unlink()  # someone set this subnet up by hand: leave it to them
-                continue
-            folder = self.folder / f"host-{index}"
-            xapi = kind == "xapi"
-            return LabHost(index=index, kind=kind, namespace=namespace, address=str(base + 2),
-                           peer_address=str(base + 1), host_if=host_if, folder=folder,
-                           username="admin" if xapi else "root",
-                           password=secrets.token_urlsafe(12) if xapi else None,
-                           client_key=self.client_key, boot_seconds=boot_seconds)
-        raise RuntimeError("no free subnet for a test host in 198.18.0.0/16")
+
+        def in_use(index: int, host_if: str) -> bool:
+            subnet = f"{NETWORK.network_address + 4 * index}/30"
+            return bool(_run("ip", "-o", "-4", "addr", "show", "to", subnet).stdout.strip()
+                        or Path(f"/sys/class/net/{host_if}").exists())
+
+        claimed = claims.claim(LOCKS, range(FIRST_INDEX, SUBNETS),
+                               lambda index: (f"vcops-{worker}-{RUN_ID}-{index}", f"vh{index}a"),
+                               in_use, _teardown, f"subnet for a test host in {NETWORK}")
+        index = claimed.index
+        base = NETWORK.network_address + 4 * index
+        xapi = kind == "xapi"
+        return LabHost(index=index, kind=kind, namespace=claimed.namespace, address=str(base + 2),
+                       peer_address=str(base + 1), host_if=claimed.host_if, folder=self.folder / f"host-{index}",
+                       username="admin" if xapi else "root",
+                       password=secrets.token_urlsafe(12) if xapi else None,
+                       client_key=self.client_key, boot_seconds=boot_seconds)
 
     # ---------------------------------------------------------------- making one
 
@@ -444,17 +422,9 @@ def _remove_namespace(namespace: str, host_if: str) -> None:
         _run("ip", "link", "del", host_if, check=False)
 
 
-def _reclaim_if_stale(lock: Path) -> None:
-    """A lock whose owner is gone (a killed test run): remove what it left and free the index."""
-    try:
-        pid_text, namespace, host_if = lock.read_text().split()
-        pid = int(pid_text)
-    except (OSError, ValueError):
-        return  # being written right now, or not ours to judge
-    if _alive(pid):
-        return
+def _teardown(namespace: str, host_if: str, _index: int) -> None:
+    """What a killed run's claim left (claims.reclaim_if_stale)."""
     _remove_namespace(namespace, host_if)
-    lock.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

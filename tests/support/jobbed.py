@@ -12,8 +12,7 @@ from app.auth.models import User
 from app.db import commit_scope, db
 from app.provisioning import service
 from app.provisioning.models import Job, JobEvent
-from app.queue import outbox
-from app.queue.models import OutboxMessage
+from tests.support.outbox import drain_outbox
 
 
 def run_playbook(app: Any, user_id: int, playbook: str, **launch: Any) -> Job:
@@ -26,12 +25,7 @@ def run_playbook(app: Any, user_id: int, playbook: str, **launch: Any) -> Job:
             job = service.launch_job(session, template, session.get(User, user_id), **launch)
         job_id = job.id
         db.session.remove()
-        ids = db.session.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.done_at.is_(None))
-                                 .order_by(OutboxMessage.id)).all()
-        db.session.remove()
-        for message_id in ids:
-            outbox.deliver(message_id)
-        db.session.remove()
+        drain_outbox()
         finished = db.session.get(Job, job_id)
         db.session.remove()
     return finished

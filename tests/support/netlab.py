@@ -12,8 +12,9 @@ the block ends, also when the test fails. Without root or iproute2 the lab skips
 (tests/conftest.py turns skips into failures in CI).
 
 Addresses: 198.19.0.0/16 only (198.18.0.0/16 belongs to the SSH test hosts of tests/hosts.py). A lab claims one
-/22 block (1,024 addresses) by index with a lock file in /run/vcops-test-labs/ holding the owner's pid; a lock
-whose owner is gone is reclaimed and what it left removed. In block B (base = 198.19.0.0 + 1024*B):
+/22 block (1,024 addresses) by index with a lock file in /run/vcops-test-labs/ holding the owner's pid
+(tests/support/claims.py, as the SSH test hosts do); a lock whose owner is gone is reclaimed and what it left
+removed. In block B (base = 198.19.0.0 + 1024*B):
 `base+1/30` is the machine's end of the veth `vl<B>a`, `base+2/30` the namespace's end `vl<B>b`, the addresses
 start at `base+4`. The machine routes the block via `base+2`, and keeps an `unreachable` route for the block
 below it, so that while the link is down the echoes fail at once (ENETUNREACH/EHOSTUNREACH) instead of
@@ -25,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import random
 import secrets
 import select
 import shutil
@@ -41,7 +41,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import hosts
+from tests.support import claims, hosts
 
 REPO = Path(__file__).resolve().parents[2]
 RESPONDER = REPO / "tests" / "monitoring" / "responder.py"
@@ -70,7 +70,7 @@ def _run(*argv: str, check: bool = True, timeout: float = 30, **kwargs: Any) -> 
     return hosts._run(*argv, check=check, timeout=timeout, **kwargs)
 
 
-_alive = hosts._alive
+_alive = claims._alive
 
 
 def _block_base(index: int) -> ipaddress.IPv4Address:
@@ -190,33 +190,21 @@ def _link_is_up(name: str) -> bool:
 # ---------------------------------------------------------------- making and removing labs
 
 def _claim(folder: Path, n_addresses: int) -> Lab:
-    LOCKS.mkdir(mode=0o755, exist_ok=True)
-    start = random.randrange(BLOCKS)  # spreads concurrent runs over the range; the lock decides
-    for step in range(BLOCKS):
-        index = (start + step) % BLOCKS
-        lock = LOCKS / str(index)
-        namespace = f"vcops-lab-{RUN_ID}-{index}"
-        host_if = f"vl{index}a"
-        try:
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            _reclaim_if_stale(lock)
-            continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"{os.getpid()} {namespace} {host_if} {index}\n")
+    def in_use(index: int, host_if: str) -> bool:
         block = f"{_block_base(index)}/22"
-        if (_run("ip", "-o", "-4", "addr", "show", "to", block).stdout.strip()
-                or _run("ip", "-4", "route", "show", "root", block).stdout.strip()
-                or Path(f"/sys/class/net/{host_if}").exists()):
-            lock.unlink()  # someone uses this block by hand: leave it to them
-            continue
-        base = _block_base(index)
-        addresses = [str(base + FIRST_ADDRESS + i) for i in range(n_addresses)]
-        lab_folder = folder / f"lab-{index}"
-        lab_folder.mkdir(parents=True, exist_ok=True)
-        return Lab(index=index, namespace=namespace, host_if=host_if, ns_if=f"vl{index}b", addresses=addresses,
-                   folder=lab_folder)
-    raise RuntimeError(f"no free /22 block for a probe lab in {NETWORK}")
+        return bool(_run("ip", "-o", "-4", "addr", "show", "to", block).stdout.strip()
+                    or _run("ip", "-4", "route", "show", "root", block).stdout.strip()
+                    or Path(f"/sys/class/net/{host_if}").exists())
+
+    claimed = claims.claim(LOCKS, range(BLOCKS), lambda index: (f"vcops-lab-{RUN_ID}-{index}", f"vl{index}a"),
+                           in_use, _teardown, f"/22 block for a probe lab in {NETWORK}")
+    index = claimed.index
+    base = _block_base(index)
+    addresses = [str(base + FIRST_ADDRESS + i) for i in range(n_addresses)]
+    lab_folder = folder / f"lab-{index}"
+    lab_folder.mkdir(parents=True, exist_ok=True)
+    return Lab(index=index, namespace=claimed.namespace, host_if=claimed.host_if, ns_if=f"vl{index}b",
+               addresses=addresses, folder=lab_folder)
 
 
 def _build(lab: Lab) -> None:
@@ -265,19 +253,6 @@ def _teardown(namespace: str, host_if: str, index: int) -> None:
     _run("ip", "route", "del", "unreachable", block, "metric", UNREACHABLE_METRIC, check=False)
 
 
-def _reclaim_if_stale(lock: Path) -> None:
-    """A lock whose owner is gone (a killed test run): remove what it left and free the block."""
-    try:
-        pid_text, namespace, host_if, index_text = lock.read_text().split()
-        pid, index = int(pid_text), int(index_text)
-    except (OSError, ValueError):
-        return  # being written right now, or not ours to judge
-    if _alive(pid):
-        return
-    _teardown(namespace, host_if, index)
-    lock.unlink(missing_ok=True)
-
-
 @contextlib.contextmanager
 def lab(n_addresses: int = 1, folder: Path | None = None) -> Iterator[Lab]:
     """A probe lab with `n_addresses` answering addresses (at most 1,020), removed when the block ends."""
@@ -286,10 +261,7 @@ def lab(n_addresses: int = 1, folder: Path | None = None) -> Iterator[Lab]:
     reason = missing_requirements()
     if reason:
         pytest.skip(reason)
-    if LOCKS.is_dir():  # remove what killed test runs left behind
-        for lock in LOCKS.iterdir():
-            with contextlib.suppress(RuntimeError, OSError, subprocess.TimeoutExpired):
-                _reclaim_if_stale(lock)
+    claims.reclaim_stale(LOCKS, _teardown)  # remove what killed test runs left behind
     with contextlib.ExitStack() as stack:
         if folder is None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vcops-lab-")))
