@@ -67,7 +67,7 @@ BOTH_BACKENDS: dict[str, str] = {
     "tests/meetings/test_booking.py":
         "the clash checks and holdings: ANY(array) queries, unnest INSERT ... SELECT and advisory locks on PostgreSQL",
     "tests/meetings/test_availability.py":
-        "availability reads the holdings with = ANY(array) on PostgreSQL; the province-wide timing on both",
+        "availability reads the holdings with = ANY(array) on PostgreSQL",
     "tests/meetings/test_pages.py::test_secretariat_books_through_the_form_and_sees_the_meeting_in_the_list_and_calendar":
         "the list's search is lower(...) LIKE, whose case folding differs (SQLite folds ASCII only)",
     # row locks (SELECT ... FOR UPDATE is a no-op on SQLite) and case-insensitive matching

@@ -389,7 +389,7 @@ exec sleep infinity
     # ---------------------------------------------------------------- removing one
 
     def _remove(self, host: LabHost) -> None:
-        _remove_namespace(host.namespace, host.host_if)
+        remove_namespace(host.namespace, host.host_if)
         if host._starter is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 host._starter.wait(timeout=5)
@@ -401,8 +401,9 @@ def _namespace_pids(namespace: str) -> list[int]:
     return [int(p) for p in result.stdout.split() if p.isdigit()]
 
 
-def _remove_namespace(namespace: str, host_if: str) -> None:
-    """End every process in the namespace (sshd, sessions, a reboot in progress, the anchor), then delete it."""
+def remove_namespace(namespace: str, host_if: str) -> None:
+    """End every process in the namespace (sshd, sessions, a reboot in progress, the anchor), delete it and the
+    host side of its veth pair (test hosts and probe labs alike)."""
     if Path(f"/run/netns/{namespace}").exists():
         # A reboot in progress may start sshd again between two looks: look until nothing is left.
         for _ in range(100):
@@ -424,7 +425,7 @@ def _remove_namespace(namespace: str, host_if: str) -> None:
 
 def _teardown(namespace: str, host_if: str, _index: int) -> None:
     """What a killed run's claim left (claims.reclaim_if_stale)."""
-    _remove_namespace(namespace, host_if)
+    remove_namespace(namespace, host_if)
 
 
 @contextlib.contextmanager

@@ -228,27 +228,9 @@ def _remove(lab: Lab) -> None:
     (LOCKS / str(lab.index)).unlink(missing_ok=True)
 
 
-def _namespace_pids(namespace: str) -> list[int]:
-    result = _run("ip", "netns", "pids", namespace, check=False)
-    return [int(p) for p in result.stdout.split() if p.isdigit()]
-
-
 def _teardown(namespace: str, host_if: str, index: int) -> None:
     """End every process in the namespace, delete it, the veth pair and the block's routes."""
-    if Path(f"/run/netns/{namespace}").exists():
-        for _ in range(100):
-            pids = _namespace_pids(namespace)
-            if not pids:
-                break
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.05)
-        _run("ip", "netns", "del", namespace, check=False)
-        if Path(f"/run/netns/{namespace}").exists():
-            raise RuntimeError(f"namespace {namespace} not deleted")
-    if Path(f"/sys/class/net/{host_if}").exists():
-        _run("ip", "link", "del", host_if, check=False)
+    hosts.remove_namespace(namespace, host_if)
     block = f"{_block_base(index)}/22"
     _run("ip", "route", "del", "unreachable", block, "metric", UNREACHABLE_METRIC, check=False)
 
