@@ -57,6 +57,7 @@ EXPECTED: dict[str, set[Role] | str] = {
     "calendar.confirm_attendance POST": MEETINGS_ATTEND, "api_attendance.confirm POST": MEETINGS_ATTEND,
     "calendar.feed_list GET": MEETINGS_BOOK, "calendar.feed_create POST": MEETINGS_BOOK,
     "calendar.feed_revoke POST": MEETINGS_BOOK,
+    "calendar.delivery_resend POST": MEETINGS_BOOK, "calendar.deliveries_resend POST": MEETINGS_BOOK,
 }
 # Every change to a meeting, its agenda or its documents is the secretariat's.
 for _endpoint in ("meetings.cancel_meeting", "meetings.cancel_occurrence", "meetings.move_occurrence",

@@ -6,6 +6,21 @@ an email of each participating site), then sends and records each of them on its
 refusal never stops the others. When some failed for a reason that may pass (a 4xx reply, a server
 that does not answer), it raises after recording them: the queue retries the handler, which then
 sends only the deliveries not yet sent. A mail failure never touches the meeting: it is committed.
+
+Each delivery is sent at most once. The rule, per delivery: just before the final "." of the mail's data (the
+first instant at which the server can take it, app/calendar/mail.py) the worker commits `handed_at`, taken
+with a conditional UPDATE so that two runs never hand over the same delivery; after the server's reply it
+commits the outcome ("sent" on 250, "failed" with the reply otherwise) and clears `handed_at`. So:
+  - a delivery without `handed_at` that is not sent was certainly not delivered: a later run sends it (a worker
+    stopped before the final ".", or never reached it: SIGKILL, SIGTERM, a crash);
+  - a delivery whose server replied is recorded as the reply says;
+  - a delivery still holding `handed_at` when a later run of its send-out finds it (the worker stopped between
+    the "." and recording the reply), or whose connection broke after the "." before a reply, may have been
+    delivered: SMTP gives no way to ask the server. It is not sent again automatically; it is recorded
+    failed for good ("may have arrived"), shown on the meeting's page with a resend, and counted by the
+    operators' alert, so a person who can ask the site decides. We chose a possible missing invitation, seen
+    and resendable, over a silent duplicate: the window is the server's reply to one mail.
+A delivery refused with a 5xx, or out of attempts (MAX_ATTEMPTS), is failed for good too.
 """
 
 from __future__ import annotations
@@ -42,6 +57,10 @@ MAX_ATTEMPTS = 10
 
 class InvitationsNotSent(Exception):
     """Some deliveries failed for a reason that may pass; raised so that the task queue retries them."""
+
+
+class _HandedElsewhere(Exception):
+    """Another run of the same send-out handed this delivery over, or recorded it, first."""
 
 
 def queue(session: so.Session, meeting: Meeting, method: str, occurrence_ids: list[int] | None = None,
@@ -89,7 +108,10 @@ def send_invitations(meeting_id: int, method: str, occurrence_ids: list[int] | N
             return
         rows = list(session.scalars(sa.select(Delivery).where(Delivery.batch == batch).order_by(Delivery.id)))
         if not rows:
-            rows = _record_deliveries(session, meeting, DeliveryKind(method), occurrence_ids, batch)
+            rows = _record_deliveries(session, meeting, DeliveryKind(method), occurrence_ids, batch, note)
+        for delivery in rows:
+            if delivery.handed_at is not None and delivery.status is not DeliveryStatus.SENT:
+                _give_up_maybe_sent(delivery)
         pending = [d.id for d in rows if d.pending]
     if not pending:
         return
@@ -104,15 +126,41 @@ def send_invitations(meeting_id: int, method: str, occurrence_ids: list[int] | N
         for delivery_id in pending:
             message = send_out.messages[delivery_id]
             try:
-                mailer.send(message)
+                mailer.send(message, handing=lambda delivery_id=delivery_id: _hand_over(delivery_id))
                 failure = None
             except mail.SendFailed as exc:
                 failure = exc
+            except _HandedElsewhere:
+                continue  # that run records it
             if not _record(delivery_id, send_out.subject, failure):
                 retry += 1
     if retry:
         raise InvitationsNotSent(f"{retry} of {len(pending)} invitations of meeting {meeting_id} were not sent; "
                                  "they will be tried again")
+
+
+def _give_up_maybe_sent(delivery: Delivery) -> None:
+    """A run that stopped between the final "." and recording the reply: maybe delivered, never sent again by
+    the queue (see the module's docstring); a person resends it from the meeting's page."""
+    delivery.attempts += 1
+    delivery.status, delivery.permanent, delivery.reply = DeliveryStatus.FAILED, True, ""
+    log.warning("invitation %s to %s may have been delivered by a worker that stopped before recording the "
+                "server's reply; it is not sent again unless resent", delivery.id, delivery.email)
+
+
+def _hand_over(delivery_id: int) -> None:
+    """Commit that this delivery's data is about to end (the mail may be delivered from here on); only one run
+    gets it, so a delivery is never handed over twice."""
+    with commit_scope() as session:
+        now = utcnow()
+        taken = session.execute(
+            sa.update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.handed_at.is_(None),
+                   Delivery.status != DeliveryStatus.SENT, sa.not_(Delivery.permanent))
+            .values(handed_at=now, last_attempt_at=now)
+            .execution_options(synchronize_session=False)).rowcount
+    if not taken:
+        raise _HandedElsewhere(delivery_id)
 
 
 def _record(delivery_id: int, subject: str, failure: mail.SendFailed | None) -> bool:
@@ -126,8 +174,14 @@ def _record(delivery_id: int, subject: str, failure: mail.SendFailed | None) -> 
         delivery.last_attempt_at = utcnow()
         if failure is None:
             delivery.status, delivery.sent_at, delivery.reply = DeliveryStatus.SENT, utcnow(), ""
+            delivery.permanent, delivery.handed_at = False, None
+        elif failure.maybe_delivered:
+            # The "." went out and the connection broke before the reply: as a run that stopped there.
+            delivery.status, delivery.permanent, delivery.reply = DeliveryStatus.FAILED, True, failure.reply[:2000]
+            log.warning("invitation %s to %s may have been delivered (no reply after its data): %s", delivery_id,
+                        delivery.email, failure.reply)
         else:
-            delivery.status, delivery.reply = DeliveryStatus.FAILED, failure.reply[:2000]
+            delivery.status, delivery.reply, delivery.handed_at = DeliveryStatus.FAILED, failure.reply[:2000], None
             delivery.permanent = failure.permanent or delivery.attempts >= MAX_ATTEMPTS
             log.warning("invitation %s to %s not sent: %s", delivery_id, delivery.email, failure.reply)
         return not delivery.pending
@@ -174,9 +228,9 @@ def recipients(session: so.Session, occurrences: list[Occurrence]) -> list[Recip
 
 
 def _record_deliveries(session: so.Session, meeting: Meeting, kind: DeliveryKind, occurrence_ids: list[int] | None,
-                       batch: str) -> list[Delivery]:
+                       batch: str, note: str) -> list[Delivery]:
     rows = [Delivery(batch=batch, meeting_id=meeting.id, kind=kind, occurrence_ids=occurrence_ids, site_id=r.site.id,
-                     email=r.email, name=r.name, technical=r.technical)
+                     email=r.email, name=r.name, technical=r.technical, note=note)
             for r in recipients(session, _affected(session, meeting, occurrence_ids))]
     session.add_all(rows)
     session.flush()

@@ -7,16 +7,23 @@ endings and folded lines reach the client byte for byte.
 
 Sending: SMTP with the SMTP_* settings, or, with SMTP_HOST empty (the embedded mode), each message
 written as an .eml file under INSTANCE_PATH/outbox/. The SMTP password is never logged.
+
+`send(message, handing=...)` calls `handing()` at the one instant after which the message may have been
+delivered: after the server took MAIL, RCPT and the whole data, just before the final "." that ends it. A server
+never delivers a message whose end of data it did not get, so a caller that records that instant knows for
+sure, after a crash, which mails were certainly not sent. When `handing()` raises, the final "." is never sent
+and the connection is dropped (the server discards the message).
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import re
 import smtplib
 import ssl
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
@@ -34,10 +41,12 @@ log = logging.getLogger(__name__)
 class SendFailed(Exception):
     """The server (or the network) refused one message; `reply` is what it said."""
 
-    def __init__(self, reply: str, permanent: bool = False) -> None:
+    def __init__(self, reply: str, permanent: bool = False, maybe_delivered: bool = False) -> None:
         super().__init__(reply)
         self.reply = reply
         self.permanent = permanent
+        # The connection failed after the end of the data, before the server's reply: it may have taken it.
+        self.maybe_delivered = maybe_delivered
 
 
 def encoded_words(text: str, octets: int = 42) -> str:
@@ -74,6 +83,8 @@ def compose(*, sender: Party, to: Party, subject: str, text: str, html: str, inv
     message.add_alternative(invite, maintype="text", subtype="calendar", cte="base64",
                             params={"method": method.upper(), "charset": "UTF-8"})
     for document in documents:
+        if not document.attached:
+            continue  # listed with its link in the text, too large to attach
         maintype, _, subtype = document.content_type.partition("/")
         message.add_attachment(document.data, maintype=maintype or "application",
                                subtype=subtype or "octet-stream", filename=document.filename)
@@ -85,12 +96,46 @@ def _reply(code: int, text: bytes | str) -> str:
     return f"{code} {said}".strip()
 
 
+class _HandingOver:
+    """smtplib's DATA, with the caller's `handing` called between the data and the final ".": the only change to
+    smtplib.SMTP.data (same quoting of leading dots, same line endings)."""
+
+    handing: Callable[[], None] | None = None
+    handed = False  # the final "." went out: from here on only the server's reply tells what happened
+
+    def data(self, msg: bytes | str) -> tuple[int, bytes]:
+        smtp: Any = self
+        smtp.putcmd("data")
+        code, repl = smtp.getreply()
+        if code != 354:
+            raise smtplib.SMTPDataError(code, repl)
+        if isinstance(msg, str):
+            msg = re.sub(r"(?:\r\n|\n|\r(?!\n))", "\r\n", msg).encode("ascii")
+        quoted = re.sub(rb"(?m)^\.", b"..", msg)
+        if quoted[-2:] != b"\r\n":
+            quoted += b"\r\n"
+        smtp.send(quoted)
+        if self.handing is not None:
+            self.handing()
+        self.handed = True
+        smtp.send(b".\r\n")
+        return smtp.getreply()
+
+
+class _SMTP(_HandingOver, smtplib.SMTP):
+    pass
+
+
+class _SMTP_SSL(_HandingOver, smtplib.SMTP_SSL):
+    pass
+
+
 class Mailer:
     """One connection for a batch of messages; each message succeeds or fails on its own."""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = config
-        self.smtp: smtplib.SMTP | None = None
+        self.smtp: _SMTP | _SMTP_SSL | None = None
         self.unreachable: str = ""  # set when connecting failed: the rest of the batch waits for the retry
 
     def __enter__(self) -> Mailer:
@@ -103,8 +148,12 @@ class Mailer:
     def embedded(self) -> bool:
         return not self.config["SMTP_HOST"]
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: EmailMessage, handing: Callable[[], None] | None = None) -> None:
+        """Send one message; SendFailed with the server's reply when it was refused. `handing` (see the module's
+        docstring) is called just before the message can be delivered; what it raises stops the send."""
         if self.embedded:
+            if handing is not None:
+                handing()
             try:
                 self._write(message)
             except OSError as exc:  # a full or read-only disk: kept for the retry like a busy server
@@ -113,6 +162,7 @@ class Mailer:
         if self.unreachable:
             raise SendFailed(self.unreachable)
         smtp = self._connection()
+        smtp.handing, smtp.handed = handing, False
         try:
             refused = smtp.send_message(message, from_addr=self.config["MAIL_FROM"])
         except smtplib.SMTPRecipientsRefused as exc:
@@ -125,21 +175,28 @@ class Mailer:
             raise SendFailed(_reply(exc.smtp_code, exc.smtp_error), permanent=permanent) from None
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
-            raise SendFailed(f"{type(exc).__name__}: {exc}") from None
+            raise SendFailed(f"{type(exc).__name__}: {exc}", maybe_delivered=smtp.handed) from None
+        except BaseException:
+            # `handing` refused (or the worker is stopping) before the final ".": the server must not keep half
+            # a transaction on this connection, and drops the message with it.
+            self._drop()
+            raise
+        finally:
+            smtp.handing = None
         if refused:
             code, said = next(iter(refused.values()))
             raise SendFailed(_reply(code, said), permanent=code >= 500)
 
-    def _connection(self) -> smtplib.SMTP:
+    def _connection(self) -> _SMTP | _SMTP_SSL:
         if self.smtp is not None:
             return self.smtp
         c = self.config
         try:
             if c["SMTP_SSL"]:
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(c["SMTP_HOST"], c["SMTP_PORT"], timeout=c["SMTP_TIMEOUT"],
+                smtp: _SMTP | _SMTP_SSL = _SMTP_SSL(c["SMTP_HOST"], c["SMTP_PORT"], timeout=c["SMTP_TIMEOUT"],
                                                       context=ssl.create_default_context())
             else:
-                smtp = smtplib.SMTP(c["SMTP_HOST"], c["SMTP_PORT"], timeout=c["SMTP_TIMEOUT"])
+                smtp = _SMTP(c["SMTP_HOST"], c["SMTP_PORT"], timeout=c["SMTP_TIMEOUT"])
                 if c["SMTP_STARTTLS"]:
                     smtp.starttls(context=ssl.create_default_context())
             if c["SMTP_USERNAME"]:

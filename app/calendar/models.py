@@ -47,6 +47,11 @@ class Delivery(Base):
     # A 5xx reply will not change on a retry (RFC 5321 4.2.1), so such a delivery is not tried again.
     permanent: so.Mapped[bool] = so.mapped_column(default=False)
     attempts: so.Mapped[int] = so.mapped_column(default=0)
+    # Committed just before the end of the mail's data (the final "."), cleared when the server's reply is
+    # recorded: a row still holding it in a later run was maybe delivered (app/calendar/invitations.py).
+    handed_at: so.Mapped[dt.datetime | None]
+    # What changed, as the send-out said it (shown in the mail): a resend writes the same mail again.
+    note: so.Mapped[str] = so.mapped_column(sa.Text, default="")
     created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
     last_attempt_at: so.Mapped[dt.datetime | None]
     sent_at: so.Mapped[dt.datetime | None]
@@ -59,6 +64,16 @@ class Delivery(Base):
     @property
     def pending(self) -> bool:
         return self.status is not DeliveryStatus.SENT and not self.permanent
+
+    @property
+    def failed_for_good(self) -> bool:
+        """Given up (a 5xx, out of attempts, or maybe delivered by a worker that stopped): a person must resend."""
+        return self.status is DeliveryStatus.FAILED and self.permanent
+
+    @property
+    def maybe_sent(self) -> bool:
+        """Given up because a worker stopped between the end of the data and the server's reply."""
+        return self.failed_for_good and self.handed_at is not None
 
 
 @audited

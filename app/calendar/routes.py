@@ -13,6 +13,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
@@ -23,6 +24,7 @@ from app.db import db
 from app.errors import DomainError
 from app.sites.models import Site, Status
 from app.web.access import public, require
+from app.web.forms import CheckedForm
 
 bp = Blueprint("calendar", __name__)
 
@@ -54,6 +56,34 @@ def confirm_attendance(participation_id: int) -> ResponseReturnValue:
                             occurrence=participation.occurrence_id))
 
 
+# ---------------------------------------------------------------- deliveries failed for good
+
+@bp.post("/meetings/<int:meeting_id>/deliveries/<int:delivery_id>/resend")
+@require("meetings.book")
+def delivery_resend(meeting_id: int, delivery_id: int) -> ResponseReturnValue:
+    """The meeting page's resend of one invitation failed for good."""
+    if not FlaskForm().validate():
+        abort(400, description=_("The form has expired; reload the page and try again."))
+    [delivery] = service.resend(db.session, current_user, meeting_id, delivery_id)
+    flash(_("The invitation to %(email)s will be sent again.", email=delivery.email), "success")
+    return redirect(url_for("meetings.meeting_detail", meeting_id=meeting_id))
+
+
+@bp.post("/meetings/<int:meeting_id>/deliveries/resend")
+@require("meetings.book")
+def deliveries_resend(meeting_id: int) -> ResponseReturnValue:
+    """The meeting page's resend of every invitation of the meeting failed for good."""
+    if not FlaskForm().validate():
+        abort(400, description=_("The form has expired; reload the page and try again."))
+    rows = service.resend(db.session, current_user, meeting_id)
+    if rows:
+        flash(ngettext("%(num)d invitation will be sent again.", "%(num)d invitations will be sent again.",
+                       len(rows)), "success")
+    else:
+        flash(_("No invitation of this meeting has failed for good."), "info")
+    return redirect(url_for("meetings.meeting_detail", meeting_id=meeting_id))
+
+
 # ---------------------------------------------------------------- feeds
 
 @bp.get("/calendar/feeds/<secret>.ics")
@@ -69,7 +99,7 @@ def feed(secret: str) -> ResponseReturnValue:
     return response.make_conditional(request)
 
 
-class FeedTokenForm(FlaskForm):
+class FeedTokenForm(CheckedForm):
     site_id = SelectField(_l("Calendar of"), coerce=int)
     name = StringField(_l("Name (who uses it)"), validators=[Length(max=100)])
 

@@ -21,11 +21,12 @@ from app.auth import audit
 from app.auth.models import Role, User
 from app.auth.permissions import role_can
 from app.calendar import ics, wording
-from app.calendar.models import Delivery, FeedToken
+from app.calendar.models import Delivery, DeliveryStatus, FeedToken
 from app.db import get_or_raise, utcnow
 from app.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from app.meetings.models import Classification, Meeting, Occurrence, OccurrenceStatus, Participation
 from app.meetings.queries import can_see
+from app.queue import outbox
 from app.sites.models import Site
 
 ATTENDANCE_SALT = "attendance"
@@ -134,6 +135,48 @@ def deliveries_for(session: so.Session, meeting_id: int) -> list[Delivery]:
     """The meeting's deliveries, newest send-out first: who was sent what, and what the server said."""
     return list(session.scalars(sa.select(Delivery).where(Delivery.meeting_id == meeting_id)
                                 .order_by(Delivery.created_at.desc(), Delivery.id)))
+
+
+def failed_for_good(session: so.Session, meeting_id: int | None = None) -> list[Delivery]:
+    """Deliveries given up (a 5xx, out of attempts, or maybe delivered by a worker that stopped): a person must
+    resend them. All the province's with meeting_id None."""
+    query = sa.select(Delivery).where(Delivery.status == DeliveryStatus.FAILED, Delivery.permanent)
+    if meeting_id is not None:
+        query = query.where(Delivery.meeting_id == meeting_id)
+    return list(session.scalars(query.order_by(Delivery.id)))
+
+
+def resend(session: so.Session, user: User, meeting_id: int, delivery_id: int | None = None) -> list[Delivery]:
+    """Send again one delivery failed for good (or, delivery_id None, all of the meeting's), after the commit.
+
+    Each goes back to queued with a fresh count of attempts, and its send-out is asked for again (one outbox
+    message per send-out): the mail is written from the meeting as it is now, with the send-out's note.
+    """
+    meeting = session.get(Meeting, meeting_id)
+    if meeting is None or not can_see(session, user, meeting):
+        raise NotFound(_("No meeting with id %(id)s.", id=meeting_id))
+    rows = failed_for_good(session, meeting_id)
+    if delivery_id is not None:
+        rows = [d for d in rows if d.id == delivery_id]
+        if not rows:
+            if session.get(Delivery, delivery_id) is None:
+                raise NotFound(_("No delivery with id %(id)s.", id=delivery_id))
+            raise Conflict(_("This invitation has not failed for good: it was sent, or is still being tried."),
+                           code="not_failed")
+    batches: dict[str, Delivery] = {}
+    for delivery in rows:
+        audit.record(session, "resend", "Delivery", str(delivery.id), summary=delivery.email,
+                     after={"failed_reply": delivery.reply, "attempts": delivery.attempts,
+                            "maybe_sent": delivery.maybe_sent})
+        delivery.status, delivery.permanent, delivery.reply = DeliveryStatus.QUEUED, False, ""
+        delivery.attempts, delivery.handed_at = 0, None
+        batches.setdefault(delivery.batch, delivery)
+    session.flush()
+    for batch, delivery in batches.items():
+        outbox.enqueue(session, "calendar.send_invitations", meeting_id=meeting_id, method=delivery.kind.value,
+                       occurrence_ids=delivery.occurrence_ids, note=delivery.note, batch=batch)
+    session.flush()
+    return rows
 
 
 # ---------------------------------------------------------------- feeds

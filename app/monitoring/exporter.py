@@ -15,6 +15,7 @@ Series (names and labels are the contract the rules in monitoring/rules/ rely on
   vcops_meeting_site_end_timestamp_seconds{meeting,site}
   vcops_meeting_info{meeting,title}                         1 per occurrence above, so alerts can name it
   vcops_maintenance_active{site}                            1 per site under an active maintenance window
+  vcops_invitations_failed_for_good{meeting_id,title}       invitations given up, per meeting not over yet
   vcops_exporter_refresh_timestamp_seconds                  when the database was last read successfully
 """
 
@@ -28,6 +29,7 @@ import time
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
+from app.calendar.models import Delivery, DeliveryStatus
 from app.db import db, read_only_intent, utcnow
 from app.meetings.models import Meeting, Occurrence, Participation
 from app.meetings.queries import holding
@@ -104,6 +106,22 @@ def _maintenance_family(session: so.Session, now: dt.datetime, parent_of_site: d
                   "uplink); its alerts are not paged.", [({"site": code}, 1.0) for code in sorted(sites)])
 
 
+def _invitations_family(session: so.Session, now: dt.datetime) -> Family:
+    """Invitations failed for good (a 5xx, out of attempts, or maybe delivered by a queue worker that stopped:
+    app/calendar/invitations.py), per meeting with an occurrence still to end: nobody sends them unless a person
+    resends them from the meeting's page, and a site without its invitation may miss the meeting."""
+    to_end = sa.exists().where(Occurrence.meeting_id == Meeting.id, Occurrence.ends_at > now)
+    rows = session.execute(
+        sa.select(Meeting.id, Meeting.title, sa.func.count(Delivery.id).label("failed"))
+        .join(Delivery, Delivery.meeting_id == Meeting.id)
+        .where(Delivery.status == DeliveryStatus.FAILED, Delivery.permanent, to_end)
+        .group_by(Meeting.id, Meeting.title).order_by(Meeting.id)).all()
+    return Family("vcops_invitations_failed_for_good", "gauge",
+                  "Invitations (or cancellations) of a meeting not over yet that failed for good and wait for "
+                  "a person to resend them from the meeting's page.",
+                  [({"meeting_id": str(r.id), "title": r.title}, float(r.failed)) for r in rows])
+
+
 def collect_state(session: so.Session, now: dt.datetime, horizon_hours: float = 12) -> list[Family]:
     """The exporter's page as metric families, read in one pass over the inventory and the calendar."""
     topo = topology(session)
@@ -132,7 +150,7 @@ def collect_state(session: so.Session, now: dt.datetime, horizon_hours: float = 
                        [({"endpoint": str(r.id), "site": r.code}, 1.0) for r in endpoint_rows])
     return [links, ancestors, sites, endpoints,
             *_meeting_families(session, now, dt.timedelta(hours=horizon_hours)),
-            _maintenance_family(session, now, topo.parent_of_site)]
+            _maintenance_family(session, now, topo.parent_of_site), _invitations_family(session, now)]
 
 
 def refresh(page: MetricsPage, session: so.Session, now: dt.datetime, horizon_hours: float) -> None:

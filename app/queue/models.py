@@ -21,7 +21,11 @@ class OutboxMessage(Base):
     payload: so.Mapped[dict[str, Any]] = so.mapped_column(sa.JSON, default=dict)
     created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
     dispatched_at: so.Mapped[dt.datetime | None]
+    # Set when its work is done, not when a worker takes it: a worker that stops mid-way leaves it to the sweep.
     done_at: so.Mapped[dt.datetime | None] = so.mapped_column(index=True)
+    # The lease of the worker running it (app/queue/outbox.py): renewed while the handler runs; once it has
+    # passed with done_at still empty, that worker is gone and the sweep hands the message over again.
+    claimed_until: so.Mapped[dt.datetime | None]
     attempts: so.Mapped[int] = so.mapped_column(default=0)
     last_error: so.Mapped[str] = so.mapped_column(sa.Text, default="")
 

@@ -36,7 +36,9 @@ from tests.conftest import app_config
 from tests.support.outbox import drain_outbox
 
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
-_weeks = itertools.count(2)
+# Per module and backend (the modules' real-commit apps are their own; the shared app rolls back), so that the
+# weeks stay within how far ahead a meeting may be booked whichever files a pytest-xdist worker runs.
+_weeks: dict[tuple[str, str], itertools.count[int]] = {}
 
 
 def local(day: dt.date, hhmm: str) -> dt.datetime:
@@ -59,6 +61,8 @@ class Recorder:
 
     received: list[Received] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)  # address -> reply, e.g. "550 5.1.1 no such user"
+    # Addresses whose mail is kept, then the connection closed before the reply: the client cannot know.
+    keep_and_hang_up: set[str] = field(default_factory=set)
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any) -> str:
         if address.lower() in self.refuse:
@@ -69,6 +73,8 @@ class Recorder:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+        if self.keep_and_hang_up & {a.lower() for a in envelope.rcpt_tos}:
+            server.transport.close()
         return "250 Message accepted for delivery"
 
     def to(self, address: str) -> list[EmailMessage]:
@@ -98,6 +104,7 @@ def smtp(smtp_server: tuple[Recorder, int]) -> Recorder:
     recorder, _port = smtp_server
     recorder.received.clear()
     recorder.refuse.clear()
+    recorder.keep_and_hang_up.clear()
     return recorder
 
 
@@ -111,7 +118,9 @@ def province_app(backend: str, databases: Any, tmp_path_factory: pytest.TempPath
     _recorder, port = smtp_server
     app = create_app(app_config(tmp_path_factory.mktemp(f"calendar-{backend}"), url, SMTP_HOST="127.0.0.1",
                                 SMTP_PORT=port, SMTP_STARTTLS=False, SMTP_TIMEOUT=10,
-                                BASE_URL="https://vcops.example.gov.vn"))
+                                BASE_URL="https://vcops.example.gov.vn",
+                                # every test has weeks of its own, six apart: the module's reach ten years ahead
+                                MAX_BOOKING_DAYS_AHEAD=3650))
     with app.app_context(), commit_scope() as session:
         seed(session)
     yield app
@@ -138,9 +147,11 @@ def mail_app(province_app: Any, smtp: Recorder) -> Iterator[Any]:
 
 
 @pytest.fixture
-def week() -> dt.date:
+def week(request: pytest.FixtureRequest) -> dt.date:
     """A Monday of a week that no other test of the module books."""
-    start = dt.date.today() + dt.timedelta(weeks=next(_weeks) * 6)
+    callspec = getattr(request.node, "callspec", None)
+    key = (request.module.__name__, str(callspec.params.get("backend", "")) if callspec else "")
+    start = dt.date.today() + dt.timedelta(weeks=next(_weeks.setdefault(key, itertools.count(2))) * 6)
     return start + dt.timedelta(days=(7 - start.weekday()) % 7)
 
 

@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.calendar.models import Delivery, DeliveryKind, DeliveryStatus
 from app.db import commit_scope, db
 from app.meetings import service as meetings
 from app.meetings.models import Occurrence, OccurrenceStatus
@@ -181,8 +182,32 @@ def test_maintenance_on_a_site_its_endpoint_or_its_uplink_marks_that_site(sessio
 
 # ---------------------------------------------------------------- the page
 
+# ---------------------------------------------------------------- invitations failed for good
+
+def test_invitations_failed_for_good_are_counted_per_meeting_until_the_meeting_is_over(session):
+    start = NOW + dt.timedelta(days=2)
+    occurrence = book(session, "Hội nghị toàn tỉnh", ["TQ-NH"], start)
+    clean = book(session, "Giao ban", ["TQ-CH"], start + dt.timedelta(hours=3))
+    for email, status, permanent in (("a@example.com", DeliveryStatus.FAILED, True),  # refused with a 5xx
+                                     ("b@example.com", DeliveryStatus.FAILED, True),  # out of attempts
+                                     ("c@example.com", DeliveryStatus.FAILED, False),  # still being retried
+                                     ("d@example.com", DeliveryStatus.SENT, False)):
+        session.add(Delivery(batch="b", meeting_id=occurrence.meeting_id, kind=DeliveryKind.REQUEST, email=email,
+                             status=status, permanent=permanent))
+    session.add(Delivery(batch="c", meeting_id=clean.meeting_id, kind=DeliveryKind.REQUEST, email="e@example.com",
+                         status=DeliveryStatus.SENT))
+    session.flush()
+
+    state = by_name(collect_state(session, NOW))
+    assert state["vcops_invitations_failed_for_good"] == [
+        ({"meeting_id": str(occurrence.meeting_id), "title": "Hội nghị toàn tỉnh"}, 2.0)]
+    # Once the meeting is over, a missing invitation no longer matters: the alert clears.
+    after = start + dt.timedelta(hours=2)
+    assert by_name(collect_state(session, after))["vcops_invitations_failed_for_good"] == []
+
+
 def test_the_page_is_valid_exposition_and_scrapes_never_read_the_database(app, session):
-    book(session, 'Họp "khẩn"\nvề lũ', ["TQ-LB"], NOW + dt.timedelta(hours=1))  # a title that needs escaping
+    book(session, 'Họp "khẩn" về lũ\\bão', ["TQ-LB"], NOW + dt.timedelta(hours=1))  # quotes and a backslash: escaped
     page = MetricsPage()
     refresh(page, session, NOW, 12)
     queries: list[str] = []
@@ -209,7 +234,7 @@ def test_the_page_is_valid_exposition_and_scrapes_never_read_the_database(app, s
     assert {"vcops_link_info", "vcops_link_ancestor_info", "vcops_site_info", "vcops_endpoint_info",
             "vcops_meeting_site_start_timestamp_seconds", "vcops_meeting_site_end_timestamp_seconds",
             "vcops_meeting_info", "vcops_maintenance_active", "vcops_exporter_refresh_timestamp_seconds"} <= set(parsed)
-    assert 'Họp "khẩn"\nvề lũ' in {s.labels["title"] for s in parsed["vcops_meeting_info"].samples}
+    assert 'Họp "khẩn" về lũ\\bão' in {s.labels["title"] for s in parsed["vcops_meeting_info"].samples}
     assert parsed["vcops_exporter_refresh_timestamp_seconds"].samples[0].value == NOW.timestamp()
 
 

@@ -22,7 +22,7 @@ from app.db import commit_scope, db, utcnow
 from app.provisioning import service
 from app.provisioning.guard import service as guard
 from app.provisioning.models import Job, JobHost, JobState, JobTemplate
-from app.provisioning.runner import reaper
+from app.provisioning.runner import reaper, run
 from app.queue.models import OutboxMessage, WorkerCheckin
 from app.queue.tasks import periodic
 from tests.provisioning.conftest import Bed, seed_bed, wait_for
@@ -52,6 +52,17 @@ def test_a_queued_job_taken_by_a_worker_that_is_gone_is_marked_lost_and_the_othe
     assert taken_by_the_dead.started_at is None  # it never started
     assert taken_by_the_living.state is JobState.QUEUED and not_taken.state is JobState.QUEUED
     assert reaper.reap_lost_claims(session) == []  # once only
+
+
+def test_a_job_taken_by_another_worker_is_not_run_when_its_message_comes_back_to_the_queue(app, session):
+    # The outbox hands a message over again once the lease of the worker that stopped has run out; the job that
+    # worker took is the reaper's to mark lost, never run minutes later than the technician launched it.
+    taken = _queued(session, "gone-machine:4242")
+    session.commit()
+    run.run_job(taken.id)
+    session.expire_all()
+    job = session.get(Job, taken.id)
+    assert job.state is JobState.QUEUED and job.worker == "gone-machine:4242" and job.started_at is None
 
 
 def _held_playbooks(folder: Path) -> None:
@@ -103,10 +114,11 @@ def test_a_worker_killed_between_taking_a_job_and_starting_it_leaves_the_job_los
 
         assert wait_for(lambda: bed.job(job_id).worker == name, seconds=60), (tmp_path / "worker.log").read_text()
         assert bed.job(job_id).state is JobState.QUEUED
-        with app.app_context():  # the queue's task is consumed: nothing would hand the job to a worker again
-            done = db.session.scalars(sa.select(OutboxMessage.done_at).where(OutboxMessage.task == "jobs.run")).all()
+        with app.app_context():  # the message is the worker's, under its lease, while the worker lives
+            rows = db.session.execute(sa.select(OutboxMessage.done_at, OutboxMessage.claimed_until)
+                                      .where(OutboxMessage.task == "jobs.run")).all()
             db.session.remove()
-        assert done and all(done)
+        assert rows and all(r.done_at is None and r.claimed_until is not None for r in rows)
         periodic("reap_lost_jobs").call_local()  # the reaper, as the queue runs it every minute
         assert bed.job(job_id).state is JobState.QUEUED, "the worker is alive: its job is left alone"
 

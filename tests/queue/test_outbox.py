@@ -41,7 +41,20 @@ def flaky(key: str) -> None:
         raise RuntimeError("the mail server said 451, try later")
 
 
-outbox.register_handlers({"test.note_level": note_level, "test.flaky": flaky})
+RUNNING: dict[str, int] = {}
+
+
+def slow(key: str, seconds: float) -> None:
+    """Counts the runs at once of one message: never more than one, however long it takes."""
+    with _lock:
+        RUNNING[key] = RUNNING.get(key, 0) + 1
+        SEEN.setdefault(key, []).append(f"at once: {RUNNING[key]}")
+    time.sleep(seconds)
+    with _lock:
+        RUNNING[key] -= 1
+
+
+outbox.register_handlers({"test.note_level": note_level, "test.flaky": flaky, "test.slow": slow})
 
 
 def _redis_url() -> str:
@@ -199,3 +212,59 @@ def test_the_worker_checks_in_so_health_turns_green(queue_app):
     body = client.get("/healthz").get_json()
     assert body["status"] == "ok", body
     assert body["checks"]["queue"]["backend"] in {"SqliteStorage", "RedisStorage"}
+
+
+def test_a_message_runs_once_at_a_time_even_past_its_lease_while_its_worker_lives(queue_app):
+    # The lease is renewed while the handler runs: a second hand-off (the sweep, a duplicate) finds it held.
+    key = uuid.uuid4().hex
+    lease = outbox.LEASE
+    outbox.LEASE = dt.timedelta(seconds=0.6)  # as a test of a stopped worker shortens it in the worker's process
+    try:
+        with queue_app.app_context():
+            with commit_scope() as session:
+                message = outbox.enqueue(session, "test.slow", key=key, seconds=2.0)
+            db.session.remove()
+        results: list[bool] = []
+
+        def first() -> None:
+            with queue_app.app_context():
+                results.append(outbox.deliver(message.id))
+
+        worker = threading.Thread(target=first)
+        worker.start()
+        time.sleep(1.2)  # twice the lease: only its renewals keep it
+        with queue_app.app_context():
+            assert outbox.pending(older_than=dt.timedelta(0)) == []
+            assert outbox.deliver(message.id) is False
+            row = db.session.get(OutboxMessage, message.id)
+            assert row.done_at is None and row.claimed_until > utcnow()
+            db.session.remove()
+        worker.join()
+    finally:
+        outbox.LEASE = lease
+    assert results == [True] and SEEN[key] == ["at once: 1"]
+    [row] = _outbox_rows(queue_app)
+    assert row.done_at is not None and row.claimed_until is None and row.attempts == 1
+
+
+def test_the_message_of_a_worker_that_stopped_mid_way_is_not_done_and_is_handed_over_after_its_lease(queue_app):
+    # The worker claimed it and was killed before the handler returned: the row keeps its lapsing lease.
+    key = uuid.uuid4().hex
+    with queue_app.app_context():
+        with commit_scope() as session:
+            message = outbox.enqueue(session, "test.note_level", key=key, level_code="province")
+            session.flush()
+            message.claimed_until = utcnow() + dt.timedelta(minutes=1)
+            message.attempts = 1
+        db.session.remove()
+        assert outbox.pending(older_than=dt.timedelta(minutes=2)) == []  # its worker may still be alive
+        assert outbox.deliver(message.id) is False and key not in SEEN
+        with commit_scope() as session:
+            session.get(OutboxMessage, message.id).claimed_until = utcnow() - dt.timedelta(seconds=1)
+        db.session.remove()
+        assert outbox.pending(older_than=dt.timedelta(minutes=2)) == [message.id]
+        assert outbox.deliver(message.id) is True
+        db.session.remove()
+    assert SEEN[key] == ["MISSING"]
+    [row] = _outbox_rows(queue_app)
+    assert row.done_at is not None and row.attempts == 2

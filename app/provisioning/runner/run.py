@@ -79,6 +79,11 @@ def run_job(job_id: int) -> None:
         job = session.get(Job, job_id, with_for_update=True)
         if job is None or job.state is not JobState.QUEUED:
             return
+        if job.worker and job.worker != worker_name():
+            # Another worker took it: its message came back to the queue only because that worker stopped (the
+            # outbox hands a message over again once its lease ran out). Nothing ran on the hosts; the reaper marks
+            # the job lost and it is never run behind the technician's back (reaper.reap_lost_claims says why).
+            return
         # Claimed: should this worker die before the run starts, the reaper (runner.reaper.reap_lost_claims) marks
         # the job lost instead of leaving it queued with nobody to run it.
         job.worker = worker_name()
