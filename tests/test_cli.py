@@ -208,3 +208,28 @@ def test_token_create_for_an_unknown_user_says_so(migrated):
     result = migrated("token", "create", "nobody@example.com")
     assert result.exit_code == 1
     assert "No user with email nobody@example.com" in result.output
+
+
+def test_serve_restarts_a_worker_that_keeps_failing_ever_more_slowly_and_stops_with_serve(caplog, capsys):
+    """The supervisor `vcops serve` puts around its task-queue worker, on a worker that fails at once."""
+    import logging
+    import sys
+    import time
+
+    from app.cli import WorkerSupervisor
+
+    supervisor = WorkerSupervisor([sys.executable, "-c", "raise SystemExit(3)"], {}, max_delay=2)
+    with caplog.at_level(logging.WARNING, logger="app.cli"):
+        supervisor.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and sum("restarting" in r.getMessage() for r in caplog.records) < 4:
+            time.sleep(0.1)
+        supervisor.stop()
+    delays = [re.search(r"restarting it in (\d+) s", r.getMessage()).group(1) for r in caplog.records
+              if "restarting" in r.getMessage()]
+    assert delays[:4] == ["1", "2", "2", "2"]  # doubled each time, up to the ceiling
+    assert all("(exit status 3)" in r.getMessage() for r in caplog.records if "restarting" in r.getMessage())
+    started = capsys.readouterr().out.count("task-queue worker started")
+    time.sleep(2.5)  # longer than the ceiling: a stopped supervisor starts nothing more
+    assert capsys.readouterr().out.count("task-queue worker started") == 0
+    assert started >= 4

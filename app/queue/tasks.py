@@ -8,8 +8,11 @@ is registered by the factory through `register_periodic`, so this module imports
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import socket
+import sqlite3
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -26,6 +29,7 @@ from app.db import commit_scope, db, utcnow
 from app.queue import outbox
 from app.queue.models import WorkerCheckin
 
+log = logging.getLogger(__name__)
 # Storage is chosen by configure_queue(); until then nothing can be queued by accident.
 huey = Huey("vcops", storage_class=MemoryStorage, utc=True)
 _state: dict[str, Any] = {"app": None}
@@ -87,6 +91,9 @@ def worker_check_in() -> None:
 
 @huey.periodic_task(crontab(minute="*"))
 def sweep_outbox() -> None:
+    """Hand over again what a crash left: messages whose hand-off was lost, and those of a worker that stopped
+    mid-way (their lease passed without being renewed)."""
+
     def sweep() -> None:
         for message_id in outbox.pending(older_than=dt.timedelta(minutes=2)):
             deliver_outbox(message_id)
@@ -131,7 +138,55 @@ def last_check_in() -> dt.datetime | None:
     return db.session.scalar(sa.select(sa.func.max(WorkerCheckin.seen_at)))
 
 
+# SQLite files every error as OperationalError, a misspelt table as much as a missing disk: these say the file
+# cannot be used now (gone, unreadable, or held by a writer past the busy timeout), not that a statement is wrong.
+_SQLITE_OUTAGES = ("unable to open database file", "disk i/o error", "database is locked", "readonly database")
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """An error saying the database does not answer (refused, gone, disconnected), not that a statement is wrong."""
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc, sa.exc.InterfaceError):
+        return True
+    if not isinstance(exc, sa.exc.OperationalError):
+        return False
+    if isinstance(exc.orig, sqlite3.Error):
+        return any(text in str(exc.orig).lower() for text in _SQLITE_OUTAGES)
+    return True  # a server's OperationalError: connection refused or lost, server shutting down, and the like
+
+
+def describe_outage(exc: BaseException, url: sa.URL | None) -> str:
+    """One line for the log: which database (its URL without the password) and what the driver said."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    text = f"{url.render_as_string(hide_password=True) if url is not None else 'database'}: " \
+           f"{reason[0] if reason else type(exc).__name__}"
+    if url is not None and url.password:
+        text = text.replace(str(url.password), "***")  # a driver may quote the DSN it was given
+    return text
+
+
+def _check_in_when_database_answers(max_delay: float = 60.0) -> None:
+    """The first check-in, retried while the database does not answer. A worker that exited here would leave
+    the queue unserved after the database came back (under `vcops worker`, or before serve restarted it);
+    this one waits, saying why, until it answers. It stops only with the process (SIGTERM, as serve sends)."""
+    delay = 1.0
+    while True:  # bounded by the process's life: SIGTERM's default action ends it, even in sleep()
+        try:
+            _in_app(_check_in)
+            return
+        except Exception as exc:
+            if not database_unreachable(exc):
+                raise
+            engine = _app().extensions.get("vcops_engine")
+            log.warning("database unreachable: %s, retrying in %d s",
+                        describe_outage(exc, engine.url if engine is not None else None), delay)
+        time.sleep(delay)
+        delay = min(delay * 2, max_delay)
+
+
 def make_consumer(workers: int) -> Consumer:
-    """A consumer with thread workers; check in at once so /healthz is green from the start."""
-    _in_app(_check_in)
+    """A consumer with thread workers; check in first (waiting for the database if it does not answer yet) so
+    that /healthz is green from the start, and huey starts only once there is a database to work on."""
+    _check_in_when_database_answers()
     return huey.create_consumer(workers=workers, worker_type="thread", periodic=True, check_worker_health=True)

@@ -26,11 +26,24 @@ from werkzeug.exceptions import HTTPException
 
 from app.db import commit_scope, db, reset_write_intent, set_write_intent
 from app.errors import DomainError, error_body
-from app.extensions import api, babel, csrf, form_messages, library_message, limiter, wants_json
+from app.extensions import (
+    api,
+    babel,
+    csrf,
+    form_messages,
+    http_error_headers,
+    library_message,
+    limiter,
+    login_manager,
+    wants_json,
+)
+from app.queue.tasks import database_unreachable, describe_outage
 
 log = logging.getLogger(__name__)
 LANGUAGES = ("vi", "en")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# What a client is told to wait during a database outage: long enough not to hammer a recovering server.
+RETRY_AFTER_SECONDS = 30
 
 
 def init_app(app: Flask) -> None:
@@ -56,6 +69,8 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(DomainError, _domain_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(sa.exc.IntegrityError, _integrity_error)
+    # Any other database error: an outage answers 503 (the IntegrityError handler above is more specific).
+    app.register_error_handler(sa.exc.DBAPIError, _database_error)
     app.jinja_env.filters["localtime"] = localtime
     app.jinja_env.globals.update(LANGUAGES=LANGUAGES, current_language=lambda: str(get_locale() or "vi"))
 
@@ -102,6 +117,10 @@ def _commit_point(response: Response) -> Response:
     except sa.exc.IntegrityError as exc:
         log.warning("commit refused by the database: %s", exc.orig)
         return _error_response(409, "conflict", _("The change conflicts with data saved meanwhile; try again."))
+    except sa.exc.DBAPIError as exc:
+        if not database_unreachable(exc):
+            raise
+        return _database_unavailable(exc)
     return response
 
 
@@ -122,7 +141,11 @@ def _reset_request_state(_exc: BaseException | None) -> None:
 
 
 def _error_response(status: int, code: str, message: str, fields: dict[str, Any] | None = None) -> Response:
-    db.session.rollback()
+    try:
+        db.session.rollback()
+    except sa.exc.DBAPIError as exc:
+        # A connection the outage broke may refuse even the rollback; the session is discarded at teardown.
+        log.warning("rollback failed: %s", exc.orig)
     if wants_json():
         response = jsonify(error_body(status, code, message, fields))
     else:
@@ -141,6 +164,26 @@ def _integrity_error(error: sa.exc.IntegrityError) -> Response:
     return _error_response(409, "conflict", _("The change conflicts with data saved meanwhile; try again."))
 
 
+def _database_error(error: sa.exc.DBAPIError) -> Response:
+    if not database_unreachable(error):
+        raise error  # a statement at fault is a bug: Flask logs it and answers 500, as without this handler
+    return _database_unavailable(error)
+
+
+def _database_unavailable(error: sa.exc.DBAPIError) -> Response:
+    """The database does not answer: 503 with Retry-After in the one format, the driver's detail to the log only
+    (it names hosts and ports the client has no business knowing)."""
+    bind = db.session.get_bind()
+    log.error("database unreachable: %s", describe_outage(error, getattr(bind, "url", None)))
+    # Nobody can be looked up now, and a user loaded before the outage is expired by the rollback: the page (its
+    # menu, its language) is rendered as for a visitor rather than failing again on the same database.
+    g._login_user = login_manager.anonymous_user()
+    response = _error_response(503, "unavailable",
+                               _("The database does not answer at the moment; try again in a few moments."))
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
 def _http_error(error: HTTPException) -> Response | HTTPException:
     if error.code is None or error.code < 400:
         return error
@@ -152,6 +195,8 @@ def _http_error(error: HTTPException) -> Response | HTTPException:
         limit = current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
         message = _("The upload is larger than the %(limit)s MB the server accepts.", limit=limit)
     response = _error_response(error.code, code, message)
+    # What the exception says besides its page: Allow on 405 (RFC 9110 requires it), Retry-After, and the like.
+    response.headers.update(http_error_headers(error))
     if error.code == 401 and wants_json():
         response.headers["WWW-Authenticate"] = "Bearer"
     return response
