@@ -5,11 +5,14 @@ Every setting is listed in SETTINGS so the README table and the loader never dis
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +45,8 @@ SETTINGS: list[Setting] = [
     Setting("WORKER_STALE_SECONDS", 180,
             "/healthz reports the queue unhealthy when no worker checked in for this long.", int),
     Setting("LOGIN_RATE_LIMIT", "5 per minute;20 per hour", "Login attempts allowed per client address."),
-    Setting("RATELIMIT_STORAGE_URI", "", "Storage for rate limits; empty means REDIS_URL if set, else memory."),
+    Setting("RATELIMIT_STORAGE_URI", "", "Storage for rate limits, shared by every worker; empty means REDIS_URL "
+            "if set, else the SQLite file INSTANCE_PATH/ratelimits.db."),
     Setting("DEFAULT_LANGUAGE", "vi", "Interface language when the user has not chosen one (vi or en)."),
     Setting("TIMEZONE", "Asia/Ho_Chi_Minh", "Time zone in which times are shown; they are stored in UTC."),
     Setting("PAGE_SIZE", 25, "Rows per page in lists.", int),
@@ -63,6 +67,7 @@ SETTINGS: list[Setting] = [
     Setting("WORKDAY_START", "07:30", "Start of working hours (local) for suggested meeting slots."),
     Setting("WORKDAY_END", "17:00", "End of working hours (local) for suggested meeting slots."),
     Setting("WORKDAYS", "mon,tue,wed,thu,fri", "Working days for suggested meeting slots."),
+    Setting("MAX_BOOKING_DAYS_AHEAD", 730, "Furthest a meeting may be booked ahead, in days.", int),
     Setting("DOCUMENT_MAX_MB", 25, "Largest meeting document accepted, in megabytes.", int),
     Setting("SIGNED_LINK_DAYS", 30, "Days a link in an invitation (documents, attendance) stays valid.", int),
     Setting("CREDENTIAL_KEYS", "", "Fernet keys encrypting device credentials, comma-separated, newest first (kept "
@@ -142,14 +147,23 @@ def load_config(overrides: dict[str, Any] | None = None, environ: dict[str, str]
         config[setting.key] = value
     config.update(overrides or {})
 
+    # Every VCOps process (web workers, the queue worker, the CLI, probes) loads its settings first, so this is
+    # where they all make what they write private to the service account: the database and its -wal/-shm, the
+    # queue, the keys, the outbox's mails, uploads, metrics and job data. A copy of instance/ must not be
+    # readable by anyone else on the machine.
+    os.umask(PRIVATE_UMASK)
     instance = Path(config["INSTANCE_PATH"])
-    instance.mkdir(parents=True, exist_ok=True)
+    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _make_private(instance)
     if not config["DATABASE_URL"]:
         config["DATABASE_URL"] = f"sqlite:///{instance / 'vcops.db'}"
     if not config["SECRET_KEY"]:
         config["SECRET_KEY"] = _instance_secret(instance / "secret_key")
     if not config["RATELIMIT_STORAGE_URI"]:
-        config["RATELIMIT_STORAGE_URI"] = config["REDIS_URL"] or "memory://"
+        # Never memory: each gunicorn worker would count on its own, multiplying every limit by the workers.
+        limits_file = instance.resolve() / "ratelimits.db"
+        config["RATELIMIT_STORAGE_URI"] = config["REDIS_URL"] or f"vcops+sqlite:///{limits_file}"
+    _warn_about_keys_beside_data(config)
 
     secure = str(config["BASE_URL"]).startswith("https://")
     config.setdefault("SESSION_COOKIE_SECURE", secure)
@@ -161,6 +175,51 @@ def load_config(overrides: dict[str, Any] | None = None, environ: dict[str, str]
     config.setdefault("BABEL_DEFAULT_TIMEZONE", config["TIMEZONE"])
     config.setdefault("MAX_CONTENT_LENGTH", 32 * 1024 * 1024)
     return config
+
+
+PRIVATE_UMASK = 0o077
+# What VCOps keeps at the top of the instance folder (an earlier version made some of them 0644): made owner-only
+# at start. Only these names, never the whole folder: INSTANCE_PATH may point into a folder shared with others.
+INSTANCE_ENTRIES = ("vcops.db", "queue.db", "ratelimits.db", "secret_key", "credential_keys", "outbox", "jobs",
+                    "documents", "firmware", "metrics", "facts")
+log = logging.getLogger(__name__)
+
+
+def _make_private(instance: Path) -> None:
+    """The instance folder and what VCOps keeps in it: no bits for group or others (0700 folders, 0600 files)."""
+    paths = [instance]
+    for name in INSTANCE_ENTRIES:
+        paths += [instance / name, instance / f"{name}-wal", instance / f"{name}-shm"]
+    for path in paths:
+        try:
+            status = path.lstat()
+        except OSError:
+            continue  # not made yet (or not ours to look into)
+        mode = stat.S_IMODE(status.st_mode)
+        if mode & 0o077 and not stat.S_ISLNK(status.st_mode):
+            try:
+                path.chmod(mode & 0o700)
+            except OSError:
+                log.warning("%s is open to others (mode %o) and not ours to change", path, mode)
+
+
+LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
+
+
+def embedded_demo(config: dict[str, Any]) -> bool:
+    """The app as `make run` starts it: its database is a SQLite file and it answers on this machine only."""
+    host = urlsplit(str(config["BASE_URL"])).hostname or ""
+    return str(config["DATABASE_URL"]).startswith("sqlite") and host in LOOPBACK_HOSTS
+
+
+def _warn_about_keys_beside_data(config: dict[str, Any]) -> None:
+    """The generated credential keys file suits the demo only: beside the database, one copy of the instance folder
+    (a backup, a stolen disk) opens every device credential; on several machines each would make its own key."""
+    if str(config.get("CREDENTIAL_KEYS") or "").strip() or config["REDIS_URL"] or embedded_demo(config):
+        return  # keys from the environment; or Redis, where the vault refuses the file itself; or the demo
+    log.warning("device credentials are encrypted with keys kept in %s, beside the data: outside the embedded "
+                "demo set VCOPS_CREDENTIAL_KEYS from a secrets file or the environment "
+                "(`vcops credentials new-key` prints one)", Path(config["INSTANCE_PATH"]) / "credential_keys")
 
 
 def _instance_secret(path: Path) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import enum
+import os
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -95,8 +97,29 @@ def reset_write_intent(token: contextvars.Token[bool]) -> None:
     _sqlite_write_intent.reset(token)
 
 
+def _create_private_sqlite_file(url: str) -> None:
+    """Create the database file owner-only (0600) before SQLite does (it would use 0644 under the usual umask);
+    its -wal and -shm files take the database file's mode. Existing ones (from an earlier version) lose group and
+    other bits."""
+    database = sa.engine.make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        os.close(os.open(database, os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError:
+        return  # a missing folder or a read-only file: SQLite reports it when it connects, in its own words
+    for path in (database, f"{database}-wal", f"{database}-shm"):
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+            if mode & 0o077:
+                os.chmod(path, mode & 0o700)
+        except OSError:
+            continue  # not there (no WAL yet), or not ours to change
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
+        _create_private_sqlite_file(url)
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
 
         @sa.event.listens_for(engine, "connect")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,7 +86,8 @@ def test_the_embedded_defaults_keep_everything_in_the_instance_folder(tmp_path):
     config = load_config(environ={"VCOPS_INSTANCE_PATH": str(instance)})
     assert config["DATABASE_URL"] == f"sqlite:///{instance / 'vcops.db'}"
     assert config["REDIS_URL"] == ""
-    assert config["RATELIMIT_STORAGE_URI"] == "memory://"
+    # Shared by every worker on the machine, never one count per worker in memory.
+    assert config["RATELIMIT_STORAGE_URI"] == f"vcops+sqlite:///{instance.resolve() / 'ratelimits.db'}"
     assert config["PORT"] == 5000
     assert config["DEFAULT_LANGUAGE"] == "vi"
     assert config["TIMEZONE"] == "Asia/Ho_Chi_Minh"
@@ -153,3 +158,48 @@ def test_the_factory_takes_the_settings_it_is_given_over_the_environment(tmp_pat
         assert not app.testing  # nor does the factory turn on testing by itself
     finally:
         app.extensions["vcops_engine"].dispose()
+
+
+KEYS_WARNING = "device credentials are encrypted with keys kept in"
+
+
+@pytest.mark.parametrize(("settings", "warned"), [
+    ({}, False),  # the embedded demo: SQLite, served on this machine
+    ({"VCOPS_DATABASE_URL": "postgresql+psycopg://vcops@db.example.vn/vcops"}, True),
+    ({"VCOPS_BASE_URL": "https://vcops.tuyenquang.example.vn"}, True),
+    ({"VCOPS_BASE_URL": "https://vcops.tuyenquang.example.vn", "VCOPS_CREDENTIAL_KEYS": "from-a-secrets-file"},
+     False),
+])
+def test_keys_generated_beside_the_data_outside_the_demo_are_warned_about(tmp_path, caplog, settings, warned):
+    with caplog.at_level(logging.WARNING, logger="app.config"):
+        load_config(environ={"VCOPS_INSTANCE_PATH": str(tmp_path), **settings})
+    messages = [r.getMessage() for r in caplog.records if KEYS_WARNING in r.getMessage()]
+    assert bool(messages) is warned
+    if warned:
+        assert str(tmp_path / "credential_keys") in messages[0] and "VCOPS_CREDENTIAL_KEYS" in messages[0]
+
+
+def test_vcops_warns_at_start_when_it_would_keep_the_keys_beside_a_served_database(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VCOPS_")}
+    env.update(VCOPS_INSTANCE_PATH=str(tmp_path / "instance"), VCOPS_BASE_URL="https://vcops.tuyenquang.example.vn")
+    vcops = Path(sys.executable).parent / "vcops"
+    done = subprocess.run([str(vcops), "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert KEYS_WARNING in done.stderr
+
+
+def test_an_instance_folder_made_by_an_earlier_version_is_made_private_at_start(tmp_path):
+    instance = tmp_path / "instance"
+    (instance / "outbox").mkdir(parents=True, mode=0o755)
+    instance.chmod(0o755)
+    for name in ("vcops.db", "vcops.db-wal", "queue.db", "credential_keys"):
+        (instance / name).write_text("")
+        (instance / name).chmod(0o644)
+    (tmp_path / "neighbour.txt").write_text("not ours")
+    (tmp_path / "neighbour.txt").chmod(0o644)
+    load_config(environ={"VCOPS_INSTANCE_PATH": str(instance)})
+    assert stat.S_IMODE(instance.stat().st_mode) == 0o700
+    assert stat.S_IMODE((instance / "outbox").stat().st_mode) == 0o700
+    for name in ("vcops.db", "vcops.db-wal", "queue.db", "credential_keys", "secret_key"):
+        assert stat.S_IMODE((instance / name).stat().st_mode) == 0o600, name
+    assert stat.S_IMODE((tmp_path / "neighbour.txt").stat().st_mode) == 0o644  # outside the instance: left alone

@@ -20,10 +20,12 @@ from app.auth.models import User
 from app.auth.permissions import PERMISSIONS, role_can, rule_allows
 from app.db import db
 from app.extensions import login_manager, wants_json
+from app.web import health
 from app.web.access import endpoint_rule, rule_for
 
 log = logging.getLogger(__name__)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+HEALTH_DETAIL_PERMISSION = "monitoring.view"  # operators read what /healthz finds wrong
 
 
 def init_app(app: Flask) -> None:
@@ -36,6 +38,7 @@ def init_app(app: Flask) -> None:
     app.before_request(_check_access)
     app.teardown_request(_forget_actor)
     app.jinja_env.globals["role_can"] = lambda perm: role_can(getattr(current_user, "role", None), perm)
+    app.extensions[health.DETAIL_VIEWER] = _may_see_health_details
 
 
 def check_rules(app: Flask) -> None:
@@ -72,6 +75,25 @@ def _authenticate_bearer() -> None:
         abort(401, description=_("The API token is unknown or revoked."))
     g._login_user = user  # where Flask-Login keeps the request's user
     g.token_auth = True
+
+
+def _may_see_health_details() -> bool:
+    """Whether this /healthz request is an operator's (monitoring.view, by API token or session): only they read
+    what is wrong. /healthz is public, so nothing here refuses: a load balancer sends neither and gets the state,
+    and a bad token or a database that does not answer (the very thing /healthz reports) means no details."""
+    try:
+        header = request.headers.get("Authorization", "")
+        if header:
+            from app.auth.service import user_for_token
+
+            user = user_for_token(db.session, header.removeprefix("Bearer ").strip()) \
+                if header.startswith("Bearer ") else None
+            return user is not None and role_can(user.role, HEALTH_DETAIL_PERMISSION)
+        return bool(current_user.is_authenticated and role_can(current_user.role, HEALTH_DETAIL_PERMISSION))
+    except Exception:
+        log.warning("could not tell who asks for /healthz; answering with the state only", exc_info=True)
+        db.session.rollback()
+        return False
 
 
 def _check_access() -> Response | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,6 +14,7 @@ from app.queue.tasks import huey, last_check_in, queue_backend
 from app.web.access import public
 
 bp = Blueprint("health", __name__)
+log = logging.getLogger(__name__)
 
 
 def check_health() -> tuple[bool, dict[str, Any]]:
@@ -48,10 +50,31 @@ def check_health() -> tuple[bool, dict[str, Any]]:
     return healthy, checks
 
 
+# app.extensions[DETAIL_VIEWER]: a callable telling whether the request comes from an operator who may read the
+# checks' details. The auth domain installs it (app.auth.access); this shared layer cannot import a domain.
+DETAIL_VIEWER = "vcops_health_detail_viewer"
+# What anyone may see of a check: its state, and the backend's kind (no address, no error, no counts).
+PUBLIC_FIELDS = ("ok", "backend")
+
+
+def _may_see_details() -> bool:
+    viewer = current_app.extensions.get(DETAIL_VIEWER)
+    return bool(viewer is not None and viewer())
+
+
 @bp.get("/healthz")
-@public("health checks by load balancers and monitoring; shows no data")
+@public("health checks by load balancers and monitoring; anonymous callers see each check's state only, "
+        "operators (monitoring.view, by session or API token) also what is wrong")
 def healthz() -> ResponseReturnValue:
     healthy, checks = check_health()
-    problems = [f"{name}: {c['error']}" for name, c in checks.items() if not c["ok"]]
+    failing = {name: c["error"] for name, c in checks.items() if not c["ok"]}
+    for name, error in failing.items():
+        # The details (a database error names its host and port) go to the log, where operators read them.
+        log.warning("health check %s failed: %s", name, error)
+    if _may_see_details():
+        problems = [f"{name}: {error}" for name, error in failing.items()]
+    else:
+        checks = {name: {k: v for k, v in c.items() if k in PUBLIC_FIELDS} for name, c in checks.items()}
+        problems = list(failing)
     body = {"status": "ok" if healthy else "unhealthy", "checks": checks, "problems": problems}
     return jsonify(body), 200 if healthy else 503

@@ -4,6 +4,7 @@ cookies cannot be read by scripts or sent cross-site, `next` never leaves the si
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -123,3 +124,27 @@ def test_a_form_posted_without_its_csrf_token_is_refused(fresh_app):
     # Logged in, a change without the token is refused too, and nothing is saved.
     assert client.post("/profile/tokens", data={"name": "nightly-backup-job"}).status_code == 400
     assert "nightly-backup-job" not in client.get("/profile").get_data(as_text=True)
+
+
+def test_the_embedded_rate_limit_storage_counts_in_a_file_every_process_opens(tmp_path):
+    # What each gunicorn worker of the embedded mode does with its own connection: count in one shared file.
+    from limits import parse
+    from limits.storage import storage_from_string
+    from limits.strategies import FixedWindowRateLimiter
+
+    uri = f"vcops+sqlite:///{tmp_path / 'ratelimits.db'}"
+    workers = [FixedWindowRateLimiter(storage_from_string(uri)) for _ in range(4)]
+    limit = parse("5 per minute")
+    allowed = [workers[i % 4].hit(limit, "198.18.0.7", "login") for i in range(12)]
+    assert allowed == [True] * 5 + [False] * 7
+    assert workers[0].hit(limit, "198.18.0.8", "login")  # another address counts on its own
+    assert 55 < workers[3].get_window_stats(limit, "198.18.0.7", "login").reset_time - time.time() <= 60
+    workers[1].storage.clear(limit.key_for("198.18.0.7", "login"))
+    assert workers[2].hit(limit, "198.18.0.7", "login")
+
+
+def test_a_rate_limit_storage_url_without_a_file_is_refused():
+    from limits.storage import storage_from_string
+
+    with pytest.raises(ValueError, match="name the file"):
+        storage_from_string("vcops+sqlite://")
