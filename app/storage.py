@@ -4,8 +4,10 @@ which file.
 
 Checking (`store`): an upload is streamed into a temporary file beside its final place while its size is
 counted and its SHA-256 computed; its kind is then read from the content (content sniffing: PDF, DOCX, XLSX,
-PPTX, ODT — never the name or the browser's content type), and only an accepted file is renamed to a
-generated name, so nothing half-written is ever visible. Downloads offer the name with `content_disposition`.
+PPTX, ODT — never the name or the browser's content type; a ZIP-based document is also unpacked, into
+nothing, to check that it unpacks to at most MAX_UNPACKED_BYTES and is not compressed beyond any real
+document: a ZIP bomb), and only an accepted file is renamed to a generated name, so nothing half-written is
+ever visible. Downloads offer the name with `content_disposition`.
 
 Files follow the transaction (`written`, `drop_after_commit`, whatever wrote the file): a file written for a
 transaction that rolls back is removed, and a file whose last row was deleted is removed only after the commit.
@@ -54,11 +56,18 @@ OOXML_PARTS = {
 }
 ODT_MIMETYPE = b"application/vnd.oasis.opendocument.text"
 
-# Limits on what a ZIP-based document may declare inside. A real 25 MB office file unpacks to a few hundred
-# MB at most; deflate cannot shrink data more than about 1032 to 1, so a member claiming more is lying.
+# Limits on what a ZIP-based document (DOCX, XLSX, PPTX, ODT) may hold inside. Every site's mail program and
+# office suite unpacks an attached document whole: a 0.9 MB file that unpacks to 900 MB is a ZIP bomb mailed
+# to the whole province. Real agendas, reports and spreadsheets unpack to a few tens of MB and compress their
+# XML about 5 to 30 to 1; deflate cannot shrink data more than about 1032 to 1, so a member claiming more is
+# lying. The members' sizes are summed as declared, then checked as they really unpack (a forged header).
 MAX_MEMBERS = 10_000
-MAX_UNPACKED_BYTES = 1024 * 1024 * 1024
+MAX_UNPACKED_BYTES = 100 * 1024 * 1024
 MAX_DEFLATE_RATIO = 1100
+# The whole archive's unpacked size over its size on disk; only above RATIO_FLOOR_BYTES unpacked, since a tiny
+# document of repeated blank cells may compress far better without harming anyone.
+MAX_ARCHIVE_RATIO = 100
+RATIO_FLOOR_BYTES = 10 * 1024 * 1024
 MAX_CONTENT_TYPES_BYTES = 1024 * 1024
 CHUNK = 1024 * 1024
 PART_SUFFIX = ".part"
@@ -113,12 +122,13 @@ def _identify_zip(path: Path, name: str) -> str:
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
-            _check_declared_sizes(members, name)
+            _check_declared_sizes(members, name, path.stat().st_size)
             names = {m.filename for m in members}
             if members and members[0].filename == "mimetype":
                 with archive.open(members[0]) as fh:
                     mimetype = fh.read(len(ODT_MIMETYPE) + 1).strip()
                 if mimetype == ODT_MIMETYPE:
+                    _check_real_sizes(archive, members, name)
                     return "odt"
             if "[Content_Types].xml" in names:
                 with archive.open("[Content_Types].xml") as fh:
@@ -128,6 +138,7 @@ def _identify_zip(path: Path, name: str) -> str:
                                          "(without macros) and upload it again.", name=name))
                 for kind, (part, main_type) in OOXML_PARTS.items():
                     if part in names and main_type in content_types:
+                        _check_real_sizes(archive, members, name)
                         return kind
     except Invalid:
         raise
@@ -138,10 +149,31 @@ def _identify_zip(path: Path, name: str) -> str:
     raise _zip_refused(_("“%(name)s” is a ZIP archive, not a DOCX, XLSX, PPTX or ODT document.", name=name))
 
 
-def _check_declared_sizes(members: list[zipfile.ZipInfo], name: str) -> None:
-    """Refuse an archive whose members claim absurd sizes (a ZIP bomb, or a forged header) before reading any."""
+def _bomb(name: str, members: int, unpacked: int) -> Invalid:
+    return Invalid(_("“%(name)s” unpacks to %(megabytes)s MB (%(members)s parts); an office document may unpack "
+                     "to at most %(limit)s MB, so it is refused as a possible ZIP bomb. Save it again (or as PDF) "
+                     "and upload it again.", name=name, megabytes=unpacked // (1024 * 1024), members=members,
+                     limit=MAX_UNPACKED_BYTES // (1024 * 1024)),
+                   {"file": [_("unpacks to more than %(limit)s MB", limit=MAX_UNPACKED_BYTES // (1024 * 1024))]},
+                   code="file_type")
+
+
+def _check_declared_sizes(members: list[zipfile.ZipInfo], name: str, packed_size: int | None = None) -> None:
+    """Refuse an archive whose members claim absurd sizes (a ZIP bomb, or a forged header) before reading any:
+    the sum of the members' unpacked sizes over MAX_UNPACKED_BYTES, or the whole archive compressed more than
+    MAX_ARCHIVE_RATIO to 1."""
     total = sum(m.file_size for m in members)
-    absurd = len(members) > MAX_MEMBERS or total > MAX_UNPACKED_BYTES
+    if total > MAX_UNPACKED_BYTES:
+        raise _bomb(name, len(members), total)
+    packed = packed_size if packed_size is not None else sum(m.compress_size for m in members)
+    if total > RATIO_FLOOR_BYTES and total > MAX_ARCHIVE_RATIO * max(packed, 1):
+        raise Invalid(_("“%(name)s” unpacks to %(megabytes)s MB from %(kilobytes)s KB, more than %(ratio)s times "
+                        "its size, which no real office document does; it is refused as a possible ZIP bomb.",
+                        name=name, megabytes=total // (1024 * 1024), kilobytes=max(packed // 1024, 1),
+                        ratio=MAX_ARCHIVE_RATIO),
+                      {"file": [_("compressed more than %(ratio)s to 1", ratio=MAX_ARCHIVE_RATIO)]},
+                      code="file_type")
+    absurd = len(members) > MAX_MEMBERS
     for member in members:
         if member.compress_type == zipfile.ZIP_STORED:
             absurd = absurd or member.file_size != member.compress_size
@@ -154,6 +186,22 @@ def _check_declared_sizes(members: list[zipfile.ZipInfo], name: str) -> None:
         raise _zip_refused(_("“%(name)s” declares absurd sizes inside (%(members)s parts, %(megabytes)s MB "
                              "unpacked); it is refused as a possible ZIP bomb.", name=name, members=len(members),
                              megabytes=total // (1024 * 1024)))
+
+
+def _check_real_sizes(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], name: str) -> None:
+    """Unpack every member (into nothing) and refuse the archive if they really hold more than allowed: the
+    declared sizes are only the sender's word. zipfile stops each member at its declared size and checks its
+    CRC there, so a member hiding more data than it declares fails as damaged; the count is the belt to those
+    braces. At most MAX_UNPACKED_BYTES are unpacked, a fraction of a second."""
+    total = 0
+    for member in members:
+        if member.is_dir():
+            continue
+        with archive.open(member) as fh:
+            while chunk := fh.read(CHUNK):
+                total += len(chunk)
+                if total > MAX_UNPACKED_BYTES:
+                    raise _bomb(name, len(members), total)
 
 
 # ---------------------------------------------------------------- names

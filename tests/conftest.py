@@ -108,6 +108,12 @@ BOTH_BACKENDS: dict[str, str] = {
         "PostgreSQL only (inside the test): a worker that does not wait for the writer must not run before the commit",
     "tests/devices/test_quick_actions.py::test_a_quick_action_goes_through_the_outbox_and_the_queue_to_the_endpoint":
         "a queue worker delivers the outbox row FOR UPDATE while the request's transaction commits",
+    "tests/calendar/test_worker_stops.py":
+        "worker processes racing on one database: the outbox claimed FOR UPDATE, a delivery handed over by a "
+        "conditional UPDATE",
+    "tests/queue/test_worker_outage.py":
+        "a worker retrying a refused PostgreSQL connection until the server answers; what an outage is differs by "
+        "driver",
     # monitoring: agent/store.py writes probe results with each dialect's INSERT ... ON CONFLICT
     "tests/monitoring/test_probe_agent.py":
         "the probe results are upserted with the dialect's own INSERT ... ON CONFLICT",

@@ -14,7 +14,6 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from werkzeug.routing import BuildError
 from wtforms import IntegerField, SelectField, StringField
@@ -28,6 +27,7 @@ from app.errors import DomainError, NotFound
 from app.meetings import service as meetings
 from app.meetings.models import Classification, Meeting
 from app.web.access import login_required_only, public, require
+from app.web.forms import CheckedForm
 
 bp = Blueprint("agenda", __name__, url_prefix="/meetings")
 
@@ -38,7 +38,7 @@ def _optional_int(value: Any) -> int | None:
     return int(value) if value not in (None, "", "None") else None
 
 
-class ItemForm(FlaskForm):
+class ItemForm(CheckedForm):
     title = StringField(_l("Title"), validators=[InputRequired(), Length(max=300)])
     presenter = StringField(_l("Presenter"), validators=[Optional(), Length(max=200)])
     minutes = IntegerField(_l("Minutes"), default=15, validators=[InputRequired(), NumberRange(0, agenda.MAX_MINUTES)])
@@ -47,12 +47,12 @@ class ItemForm(FlaskForm):
         return {"title": self.title.data, "presenter": self.presenter.data or "", "minutes": self.minutes.data}
 
 
-class UploadForm(FlaskForm):
+class UploadForm(CheckedForm):
     file = FileField(_l("File (PDF, DOCX, XLSX, PPTX or ODT)"), validators=[FileRequired()])
     item_id = SelectField(_l("Attach to"), coerce=_optional_int, validate_choice=False)
 
 
-class ReplaceForm(FlaskForm):
+class ReplaceForm(CheckedForm):
     file = FileField(_l("New file"), validators=[FileRequired()])
 
 

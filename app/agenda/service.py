@@ -35,6 +35,7 @@ from app.db import utcnow
 from app.errors import Conflict, DomainError, Invalid, NotFound
 from app.meetings import signals
 from app.meetings.models import Classification, Meeting, Occurrence, OccurrenceStatus, Participation
+from app.web.schemas import single_line_problem
 
 ITEM_FIELDS = {"title": 300, "presenter": 200}
 MAX_MINUTES = 600
@@ -138,12 +139,42 @@ def current_items(session: so.Session, meeting: Meeting) -> list[AgendaItem]:
     return list(version.items) if version else []
 
 
-def mail_documents(session: so.Session, meeting: Meeting) -> list[Document]:
-    """The documents to attach to the invitation: the latest published version's; none for a restricted meeting."""
+# The most one invitation carries as attachments, in bytes before base64 (which adds a third): every site's
+# mail server must take the mail, and many refuse more than 10 to 25 MB. A larger agenda goes as signed links
+# (signed_download_url), which every invitation lists anyway.
+MAIL_ATTACHMENTS_MAX_BYTES = 10 * 1024 * 1024
+
+
+def mail_split(session: so.Session, meeting: Meeting,
+               max_bytes: int | None = None) -> tuple[list[Document], list[Document]]:
+    """The latest published version's documents as (attached, linked only): in agenda order, each is attached
+    while the attachments stay within `max_bytes`, and the others go as links (a smaller one further down may
+    still be attached). A restricted meeting's are neither: its readers log in."""
     if meeting.classification is Classification.RESTRICTED:
-        return []
+        return [], []
+    limit = MAIL_ATTACHMENTS_MAX_BYTES if max_bytes is None else max_bytes
     version = latest_version(session, meeting)
-    return version_documents(version) if version else []
+    attached: list[Document] = []
+    linked: list[Document] = []
+    total = 0
+    for document in version_documents(version) if version else []:
+        if total + document.size <= limit:
+            attached.append(document)
+            total += document.size
+        else:
+            linked.append(document)
+    return attached, linked
+
+
+def mail_documents(session: so.Session, meeting: Meeting) -> list[Document]:
+    """The documents to attach to the invitation: the latest published version's, at most
+    MAIL_ATTACHMENTS_MAX_BYTES of them together; none for a restricted meeting."""
+    return mail_split(session, meeting)[0]
+
+
+def linked_documents(session: so.Session, meeting: Meeting) -> list[Document]:
+    """The published documents too large to attach: the invitation gives their signed links instead."""
+    return mail_split(session, meeting)[1]
 
 
 def get_draft_item(session: so.Session, meeting: Meeting, item_id: int) -> AgendaItem:
@@ -177,11 +208,17 @@ def _item_values(data: Mapping[str, Any], partial: bool) -> dict[str, Any]:
     errors: dict[str, list[str]] = {}
     for name, limit in ITEM_FIELDS.items():
         if name in data:
-            text = " ".join(str(data[name] or "").split())
+            raw = str(data[name] or "")
+            # One line, as every title and name (app.web.schemas): refused, not folded, so that what was
+            # typed is what the sites receive.
+            if problem := single_line_problem(raw):
+                errors[name] = [problem]
+                continue
+            text = " ".join(raw.split())
             if len(text) > limit:
                 errors[name] = [_("at most %(limit)s characters", limit=limit)]
             values[name] = text
-    if ("title" in values or not partial) and not values.get("title"):
+    if ("title" in values or not partial) and not values.get("title") and "title" not in errors:
         errors["title"] = [_("required")]
     if "minutes" in data or not partial:
         minutes = data.get("minutes", 0)

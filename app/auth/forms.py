@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.fields import DateField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
 
 from app.auth.models import Role
 from app.auth.service import MIN_PASSWORD_LENGTH
+from app.web.forms import CheckedForm
 
 ROLE_LABELS = {
     Role.ADMIN: _l("Admin"),
@@ -26,17 +26,17 @@ def _role_choices() -> list[SelectChoice]:
     return [SelectChoice(role.value, label) for role, label in ROLE_LABELS.items()]
 
 
-class LoginForm(FlaskForm):
+class LoginForm(CheckedForm):
     email = EmailField(_l("Email"), validators=[DataRequired()])
     password = PasswordField(_l("Password"), validators=[DataRequired()])
 
 
-class LanguageForm(FlaskForm):
+class LanguageForm(CheckedForm):
     language = SelectField(_l("Language"),
                            choices=[SelectChoice(code, label) for code, label in LANGUAGE_LABELS.items()])
 
 
-class PasswordChangeForm(FlaskForm):
+class PasswordChangeForm(CheckedForm):
     current_password = PasswordField(_l("Current password"), validators=[DataRequired()])
     new_password = PasswordField(_l("New password"), validators=[
         DataRequired(), Length(min=MIN_PASSWORD_LENGTH, message=_l("At least %(min)d characters."))])
@@ -44,7 +44,7 @@ class PasswordChangeForm(FlaskForm):
         DataRequired(), EqualTo("new_password", message=_l("The two new passwords differ."))])
 
 
-class TokenForm(FlaskForm):
+class TokenForm(CheckedForm):
     name = StringField(_l("Token name"), validators=[DataRequired(), Length(max=100)],
                        description=_l("What the token is for, e.g. the script that uses it."))
 
@@ -52,12 +52,12 @@ class TokenForm(FlaskForm):
 class _SiteRule:
     """Site staff belong to a site: the site code is required for that role."""
 
-    def __call__(self, form: FlaskForm, field: StringField) -> None:
+    def __call__(self, form: CheckedForm, field: StringField) -> None:
         if form.role.data == Role.SITE_STAFF.value and not (field.data or "").strip():
             raise ValidationError(_l("Required for site staff."))
 
 
-class UserCreateForm(FlaskForm):
+class UserCreateForm(CheckedForm):
     email = EmailField(_l("Email"), validators=[DataRequired(), Length(max=254)])
     name = StringField(_l("Name"), validators=[Length(max=200)])
     role = SelectField(_l("Role"), choices=_role_choices(), default=Role.VIEWER.value)
@@ -67,7 +67,7 @@ class UserCreateForm(FlaskForm):
         DataRequired(), Length(min=MIN_PASSWORD_LENGTH, message=_l("At least %(min)d characters."))])
 
 
-class UserEditForm(FlaskForm):
+class UserEditForm(CheckedForm):
     name = StringField(_l("Name"), validators=[Length(max=200)])
     role = SelectField(_l("Role"), choices=_role_choices())
     site = StringField(_l("Site code"), validators=[_SiteRule(), Length(max=32)],
@@ -75,12 +75,12 @@ class UserEditForm(FlaskForm):
     active = BooleanField(_l("Active (may log in and use API tokens)"))
 
 
-class PasswordResetForm(FlaskForm):
+class PasswordResetForm(CheckedForm):
     password = PasswordField(_l("New password"), validators=[
         DataRequired(), Length(min=MIN_PASSWORD_LENGTH, message=_l("At least %(min)d characters."))])
 
 
-class UserSearchForm(FlaskForm):
+class UserSearchForm(CheckedForm):
     """The filters of the users list (a GET form: nothing changes, so no CSRF token)."""
 
     class Meta:
@@ -90,7 +90,7 @@ class UserSearchForm(FlaskForm):
     role = SelectField(_l("Role"), choices=[SelectChoice("", _l("All roles")), *_role_choices()], default="")
 
 
-class AuditFilterForm(FlaskForm):
+class AuditFilterForm(CheckedForm):
     """The filters of the audit log; dates are days in local time (Asia/Ho_Chi_Minh)."""
 
     class Meta:

@@ -24,7 +24,7 @@ attendance = ApiBlueprint("attendance", "Sites confirm that they attend an occur
 
 @attendance.route("/participations/<int:participation_id>/confirm", methods=["POST"], endpoint="confirm")
 @require("meetings.attend")
-@attendance.arguments(Empty)
+@attendance.arguments(Empty, required=False)  # no body, or {}: the document says so
 @attendance.response(200, ParticipationOut)
 @attendance.fails(404, 409, 422)
 def confirm_attendance(_data: dict[str, Any], participation_id: int) -> Participation:

@@ -35,6 +35,7 @@ class Document:
     content_type: str
     data: bytes
     url: str = ""  # a signed, expiring download link, when the agenda module gives one
+    attached: bool = True  # False: too large for one mail (agenda MAIL_ATTACHMENTS_MAX_BYTES): sent as its link only
 
 
 def _agenda_module() -> Any | None:
@@ -60,9 +61,16 @@ def mail_documents(session: so.Session, meeting: Meeting) -> list[Document]:
     if module is None or not hasattr(module, "mail_documents"):
         return []
     link = getattr(module, "signed_download_url", None)
-    return [Document(doc.filename, doc.content_type or "application/octet-stream", doc.read_bytes(),
-                     link(doc) if link is not None else "")
-            for doc in module.mail_documents(session, meeting)]
+    attached = [Document(doc.filename, doc.content_type or "application/octet-stream", doc.read_bytes(),
+                         link(doc) if link is not None else "")
+                for doc in module.mail_documents(session, meeting)]
+    # What does not fit in one mail goes as its signed link only (its bytes are never read); without links
+    # (no agenda module giving them) there is nothing to send for it.
+    linked_only = getattr(module, "linked_documents", None)
+    if linked_only is None or link is None:
+        return attached
+    return attached + [Document(doc.filename, doc.content_type or "application/octet-stream", b"", link(doc),
+                                attached=False) for doc in linked_only(session, meeting)]
 
 
 def when(value: dt.datetime) -> str:

@@ -3,8 +3,9 @@
 Thin views, as in app.sites.api: the schemas (app.meetings.schemas) parse, app.meetings.service changes,
 app.meetings.queries and app.meetings.availability read, the request's commit point commits. A refused
 booking (or move, or scheduling) answers 409 in the one error format, with every clash of every occurrence
-in `error.fields.clashes`: [{"starts_at", "clashes": [{"kind", "resource", "message", "meeting_id",
-"meeting_title"}]}]. Times are ISO 8601 with an offset (see app.meetings.schemas). Site staff (whose role
+in words in `error.fields.clashes` and as objects in `error.clashes` (app.extensions.ErrorDetail):
+[{"starts_at", "clashes": [{"kind", "resource", "message", "meeting_id", "meeting_title"}]}]. Times are ISO
+8601 with an offset (see app.meetings.schemas). Site staff (whose role
 has meetings.attend) list and read only the meetings their site takes part in; they confirm their site's
 attendance through the calendar's API (app.calendar.api), under the same prefix.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, current_app, url_for
+from flask import Response, abort, current_app, jsonify, url_for
 from flask.views import MethodView
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -33,6 +34,13 @@ from app.web.pagination import paginate
 Args = dict[str, Any]
 
 meetings = ApiBlueprint("meetings", "Meetings: booking with clash checks, series, moves, cancellations, availability.")
+
+
+@meetings.errorhandler(service.BookingRefused)
+def _refused(error: service.BookingRefused) -> tuple[Response, int]:
+    # The app's DomainError handler renders `fields` only; a refusal also carries its clashes as objects
+    # (error.clashes, as ErrorDetail documents). The request's commit point rolls back on the 409.
+    return jsonify(error.to_dict()), error.status
 
 
 def _viewer_site() -> int | None:
@@ -105,7 +113,7 @@ class MeetingItem(MethodView):
 
 @meetings.route("/<int:meeting_id>/cancel", methods=["POST"], endpoint="cancel")
 @require("meetings.book")
-@meetings.arguments(schemas.Empty)
+@meetings.arguments(schemas.Empty, required=False)  # no body, or {}: the document says so
 @meetings.response(200, schemas.MeetingOut)
 @meetings.fails(404, 409, 422)
 def cancel_meeting(_data: Args, meeting_id: int) -> Meeting:
@@ -115,7 +123,7 @@ def cancel_meeting(_data: Args, meeting_id: int) -> Meeting:
 
 @meetings.route("/<int:meeting_id>/schedule", methods=["POST"], endpoint="schedule")
 @require("meetings.book")
-@meetings.arguments(schemas.Empty)
+@meetings.arguments(schemas.Empty, required=False)
 @meetings.response(200, schemas.MeetingOut)
 @meetings.fails(404, 409, 422)
 def schedule_draft(_data: Args, meeting_id: int) -> Meeting:

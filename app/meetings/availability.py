@@ -32,7 +32,7 @@ from app.errors import Invalid, NotFound
 from app.meetings import booking
 from app.meetings.booking import Clash, Window
 from app.meetings.models import HOLDING, LinkReservation, Meeting, Occurrence, Participation
-from app.meetings.service import BookingRequest, resolve_sites
+from app.meetings.service import BookingRequest, check_horizon, resolve_sites
 from app.sites.models import Bridge, Endpoint, Link, MaintenanceWindow, Site, Status
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -353,6 +353,7 @@ def check_availability(session: so.Session, req: BookingRequest, hours: WorkingH
         raise Invalid(_("The setup buffer is between 0 and 480 minutes."), {"setup_minutes": [_("between 0 and 480")]})
     if req.bitrate_kbps <= 0:
         raise Invalid(_("The bitrate must be positive."), {"bitrate_kbps": [_("must be positive")]})
+    check_horizon([req.starts_at], now)  # what could not be booked is not worth a search (nor its overflow)
     host = session.get(Site, req.host_site_id)
     if host is None:
         raise NotFound(_("No site with id %(id)s.", id=req.host_site_id), {"host_site_id": [_("no such site")]})

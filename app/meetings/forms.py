@@ -33,7 +33,7 @@ from app.meetings.models import Classification, OccurrenceStatus
 from app.meetings.service import BookingRequest, Frequency, Recurrence
 from app.sites.models import Bridge, Endpoint, Level, Site
 from app.sites.tree import path_ids
-from app.web.forms import optional_int, strip
+from app.web.forms import CheckedForm, optional_int, strip
 
 # The service's field names (BookingRequest, its errors) -> the form's.
 FIELD_ALIASES = {"starts_at": "start_time", "ends_at": "end_time", "recurrence": "frequency"}
@@ -61,7 +61,7 @@ def _multi(label: Any, description: Any = "", coerce: Any = int) -> SelectMultip
                                render_kw={"size": 10})
 
 
-class ProposalForm(FlaskForm):
+class ProposalForm(CheckedForm):
     """Who takes part, when, and with what: what both a booking and an availability check need."""
 
     host_site_id = SelectField(_l("Host site"), coerce=int, validators=[InputRequired()])
@@ -170,7 +170,7 @@ class BookingForm(ProposalForm):
         return req
 
 
-class MoveForm(FlaskForm):
+class MoveForm(CheckedForm):
     date = DateField(_l("New date"), validators=[InputRequired()])
     start_time = TimeField(_l("Starts (local time)"), validators=[InputRequired()])
     end_time = TimeField(_l("Ends (local time)"), validators=[InputRequired()])
@@ -191,7 +191,7 @@ class MoveForm(FlaskForm):
         self.date.data, self.start_time.data, self.end_time.data = start.date(), start.time(), end.time()
 
 
-class CancelForm(FlaskForm):
+class CancelForm(CheckedForm):
     following = BooleanField(_l("Cancel this occurrence and all later ones"))
 
 

@@ -14,7 +14,7 @@ from marshmallow import fields, validate
 from app.meetings.availability import NOTES, SEARCH_DAYS, SUGGESTIONS
 from app.meetings.models import Classification, OccurrenceStatus
 from app.meetings.service import MAX_OCCURRENCES, Frequency
-from app.web.schemas import Input, Page, PageQuery, UTCDateTime
+from app.web.schemas import Input, Page, PageQuery, Text, UTCDateTime
 
 _AWARE = "ISO 8601 with its offset, e.g. 2025-03-03T08:00:00+07:00; a time without an offset is refused."
 
@@ -76,7 +76,8 @@ class ProposalIn(Input):
 class BookingIn(ProposalIn):
     title = fields.String(required=True, validate=validate.Length(1, 300))
     chair = fields.String(load_default="", validate=validate.Length(max=200))
-    notes = fields.String(load_default="", validate=validate.Length(max=10_000))
+    notes = Text(load_default="", validate=validate.Length(max=10_000), metadata={
+        "description": "Several lines allowed; the other text fields are one line each."})
     classification = fields.Enum(Classification, by_value=fields.String, load_default=Classification.NORMAL,
                                  metadata={"description": "restricted: documents are never attached to email."})
     recurrence = fields.Nested(RecurrenceIn, allow_none=True, load_default=None)

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from dateutil import rrule as du
+from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
@@ -27,6 +28,7 @@ from app.meetings import booking, signals
 from app.meetings.booking import Clash, Plan, Window
 from app.meetings.models import Classification, Meeting, Occurrence, OccurrenceStatus
 from app.sites.models import Level, Site, Status
+from app.web.schemas import multi_line_problem, normalise_newlines, single_line_problem
 
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 MAX_OCCURRENCES = 365
@@ -68,7 +70,11 @@ class BookingRequest:
 
 
 class BookingRefused(Conflict):
-    """409 with every clash of every occurrence, so the secretariat sees them all at once."""
+    """409 with every clash of every occurrence, so the secretariat sees them all at once.
+
+    In the one error format (app.extensions.ErrorDetail): `fields.clashes` holds each clash as one line of text
+    ("<local start>: <message>", as every field's reasons are strings), and `clashes` beside `fields` the same
+    clashes as objects, per occurrence, for programs (which meeting holds which room, bridge or link)."""
 
     code = "clash"
 
@@ -84,7 +90,17 @@ class BookingRefused(Conflict):
         else:
             message = _("Cannot book (%(when)s): %(clash)s", when=when, clash=first.message)
         super().__init__(message, {"clashes": [
-            {"starts_at": start.isoformat(), "clashes": [c.to_dict() for c in found]} for start, found in clashes]})
+            f"{booking._local(start)}: {c.message}" for start, found in clashes for c in found]})
+
+    def details(self) -> list[dict[str, object]]:
+        """The clashes as objects, per occurrence (ErrorDetail.clashes)."""
+        return [{"starts_at": start.isoformat(), "clashes": [c.to_dict() for c in found]}
+                for start, found in self.clashes]
+
+    def to_dict(self) -> dict[str, object]:
+        body = super().to_dict()
+        body["error"]["clashes"] = self.details()
+        return body
 
 
 # ---------------------------------------------------------------- choosing the sites
@@ -173,10 +189,39 @@ def _window(start: dt.datetime, duration: dt.timedelta, setup_minutes: int) -> W
     return Window(start - dt.timedelta(minutes=setup_minutes), start, start + duration)
 
 
+def max_days_ahead() -> int:
+    """How far ahead a meeting may be booked or moved (the setting MAX_BOOKING_DAYS_AHEAD)."""
+    return int(current_app.config["MAX_BOOKING_DAYS_AHEAD"])
+
+
+def check_horizon(starts: Iterable[dt.datetime], now: dt.datetime | None = None) -> None:
+    """Refuse a start further ahead than MAX_BOOKING_DAYS_AHEAD: a meeting in the year 9999 is a typing
+    mistake, and booking it would hold rooms and send every site an invitation. The one rule for the pages,
+    the API and every caller of the service (booking, moving, a series' last occurrence)."""
+    days = max_days_ahead()
+    now = now or dt.datetime.now(dt.UTC)
+    limit = now + dt.timedelta(days=days)
+    if any(start > limit for start in starts):
+        last_day = limit.astimezone(LOCAL).strftime("%d/%m/%Y")
+        raise Invalid(ngettext("A meeting can be booked at most %(num)d day ahead (until %(day)s).",
+                               "A meeting can be booked at most %(num)d days ahead (until %(day)s).", days,
+                               day=last_day),
+                      {"starts_at": [ngettext("at most %(num)d day ahead", "at most %(num)d days ahead", days)]},
+                      code="too_far_ahead")
+
+
 def _validate(req: BookingRequest) -> None:
     errors: dict[str, list[str]] = {}
     if not req.title.strip():
         errors["title"] = [_("required")]
+    # The same text rules as the API's and the forms' (app.web.schemas): a caller that skipped both is refused
+    # here, before anything is written.
+    for name in ("title", "chair"):
+        if problem := single_line_problem(getattr(req, name)):
+            errors[name] = [problem]
+    req.notes = normalise_newlines(req.notes)
+    if problem := multi_line_problem(req.notes):
+        errors["notes"] = [problem]
     for name in ("starts_at", "ends_at"):
         value = getattr(req, name)
         if value.tzinfo is None:
@@ -191,7 +236,9 @@ def _validate(req: BookingRequest) -> None:
         errors["bitrate_kbps"] = [_("must be positive")]
     if errors:
         first = next(iter(errors))
-        if first == "title":
+        if first in ("title", "chair", "notes") and errors[first][0] != _("required"):
+            message = _("%(field)s: %(problem)s.", field=first, problem=errors[first][0])
+        elif first == "title":
             message = _("The meeting needs a title.")
         elif first == "ends_at":
             message = _("The meeting must end after it starts, and last at most 12 hours.")
@@ -224,7 +271,9 @@ def _book_meeting(session: so.Session, req: BookingRequest, created_by_id: int |
     if host is None:
         raise NotFound(_("No site with id %(id)s.", id=req.host_site_id), {"host_site_id": [_("no such site")]})
     sites = resolve_sites(session, host, req.site_ids, req.subtree_ids, req.level_codes)
+    check_horizon([req.starts_at], now)  # before a series is expanded: its first start already too far
     starts = occurrence_starts(req.starts_at, req.recurrence)
+    check_horizon(starts, now)  # and its last
     duration = req.ends_at - req.starts_at
     paths, path_clashes = booking.link_paths(session, host, sites[1:])
     if not req.draft:
@@ -359,6 +408,7 @@ def _move_occurrence(session: so.Session, occurrence: Occurrence, starts_at: dt.
     if following:
         moving = [o for o in meeting.occurrences if o.starts_at >= occurrence.starts_at
                   and o.status is not OccurrenceStatus.CANCELLED]
+    check_horizon([starts_at, *(o.starts_at + shift for o in moving)], now)
     sites = [p.site for p in occurrence.participations]
     paths, path_clashes = booking.link_paths(session, meeting.host_site, [s for s in sites
                                                                           if s.id != meeting.host_site_id])

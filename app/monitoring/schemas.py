@@ -10,7 +10,7 @@ from marshmallow import fields, validate
 from app.monitoring.board import SiteState
 from app.monitoring.incidents import INCIDENT_FILTERS
 from app.monitoring.models import IncidentStatus
-from app.web.schemas import Input, PageQuery, UTCDateTime, page_of
+from app.web.schemas import Input, PageQuery, Text, UTCDateTime, page_of
 
 _ALERT_STATUS = validate.OneOf([s.value for s in IncidentStatus], error=_l("Must be firing or resolved."))
 
@@ -26,8 +26,10 @@ class _Tolerant(Input):
 
 class Alert(_Tolerant):
     status = fields.String(required=True, validate=_ALERT_STATUS)
-    labels = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
-    annotations = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+    # Label and annotation values are Alertmanager's (a description often spans lines): refusing one would lose
+    # the alert, so they may hold lines; their names are one line.
+    labels = fields.Dict(keys=fields.String(), values=Text(), required=True)
+    annotations = fields.Dict(keys=fields.String(), values=Text(), load_default=dict)
     starts_at = fields.AwareDateTime(data_key="startsAt", required=True)
     ends_at = fields.AwareDateTime(data_key="endsAt", allow_none=True, load_default=None)
     fingerprint = fields.String(required=True, validate=validate.Length(min=1, max=64))
@@ -44,8 +46,8 @@ class AlertmanagerPayload(_Tolerant):
     status = fields.String(required=True, validate=_ALERT_STATUS)
     receiver = fields.String(load_default="")
     group_key = fields.String(data_key="groupKey", load_default="")
-    group_labels = fields.Dict(data_key="groupLabels", keys=fields.String(), values=fields.String(), load_default=dict)
-    common_labels = fields.Dict(data_key="commonLabels", keys=fields.String(), values=fields.String(),
+    group_labels = fields.Dict(data_key="groupLabels", keys=fields.String(), values=Text(), load_default=dict)
+    common_labels = fields.Dict(data_key="commonLabels", keys=fields.String(), values=Text(),
                                 load_default=dict)
     external_url = fields.String(data_key="externalURL", load_default="")
     alerts = fields.List(fields.Nested(Alert), required=True)
@@ -177,7 +179,7 @@ IncidentPage = page_of(IncidentOut, "IncidentPage")
 
 
 class Acknowledge(Input):
-    note = fields.String(load_default="", validate=validate.Length(max=500))
+    note = Text(load_default="", validate=validate.Length(max=500))
 
 
 # ---------------------------------------------------------------- meetings at risk

@@ -81,7 +81,7 @@ class JobItem(MethodView):
 
 @jobs.route("/<int:job_id>/cancel", methods=["POST"], endpoint="cancel")
 @require("jobs.launch")
-@jobs.arguments(schemas.NoBody)
+@jobs.arguments(schemas.NoBody, required=False)  # no body, or {}: the document says so
 @jobs.response(202, schemas.JobOut)
 @jobs.fails(404, 409)
 def cancel_job(_data: Args, job_id: int) -> tuple[Job, int, dict[str, str]]:
@@ -91,7 +91,7 @@ def cancel_job(_data: Args, job_id: int) -> tuple[Job, int, dict[str, str]]:
 
 @jobs.route("/<int:job_id>/relaunch", methods=["POST"], endpoint="relaunch")
 @require("jobs.launch")
-@jobs.arguments(schemas.NoBody)
+@jobs.arguments(schemas.NoBody, required=False)  # no body, or {}: the document says so
 @jobs.response(202, schemas.JobOut)
 @jobs.fails(404, 422)
 def relaunch_job(_data: Args, job_id: int) -> tuple[Job, int, dict[str, str]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     PasswordField,
@@ -24,7 +23,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.provisioning.credentials.models import CredentialKind, EquipmentKind
 from app.provisioning.models import STATE_LABELS, JobState
-from app.web.forms import optional_int, strip
+from app.web.forms import CheckedForm, optional_int, strip
 
 CREDENTIAL_KIND_LABELS: dict[Any, Any] = {
     CredentialKind.SSH_KEY: _l("SSH private key"),
@@ -52,7 +51,7 @@ class MultiCheckboxField(SelectMultipleField):
 
 # ---------------------------------------------------------------- credentials
 
-class SecretFields(FlaskForm):
+class SecretFields(CheckedForm):
     password = PasswordField(_l("Password"), validators=[Optional(), Length(max=4096)])
     private_key = TextAreaField(_l("Private key"), validators=[Optional(), Length(max=16384)],
                                 description=_l("OpenSSH or PEM, without a passphrase."),
@@ -76,7 +75,7 @@ class CredentialForm(SecretFields):
     description = text(_l("Description"), 500)
 
 
-class CredentialEditForm(FlaskForm):
+class CredentialEditForm(CheckedForm):
     name = text(_l("Name"), 100, required=True)
     username = text(_l("User name"), 100)
     description = text(_l("Description"), 500)
@@ -86,7 +85,7 @@ class SecretForm(SecretFields):
     """A new secret for a credential (the device's password or key was changed)."""
 
 
-class AssignForm(FlaskForm):
+class AssignForm(CheckedForm):
     equipment_kind = SelectField(_l("Equipment"), coerce=EquipmentKind,
                                  choices=[SelectChoice(k.value, EQUIPMENT_KIND_LABELS[k]) for k in EquipmentKind])
     site_id = SelectField(_l("Only at this site (and below it)"), coerce=optional_int)
@@ -95,7 +94,7 @@ class AssignForm(FlaskForm):
 
 # ---------------------------------------------------------------- templates and launches
 
-class TemplateForm(FlaskForm):
+class TemplateForm(CheckedForm):
     name = text(_l("Name"), 100, required=True)
     description = text(_l("Description"), 500)
     playbook = SelectField(_l("Playbook"), validators=[InputRequired()])
@@ -112,7 +111,7 @@ class TemplateForm(FlaskForm):
                                                    "extra_vars", "launch_roles", "check_allowed", "credential_id")}
 
 
-class LaunchForm(FlaskForm):
+class LaunchForm(CheckedForm):
     # Only for firmware_upgrade.yml (the view removes it otherwise): the image fills the playbook's variables.
     firmware_image = SelectField(_l("Firmware image"), coerce=optional_int, validators=[Optional()],
                                  description=_l("The image to install; its link, SHA-256 and version become the "

@@ -13,7 +13,7 @@ from marshmallow import fields, validate
 from app.db import db
 from app.provisioning.guard import service as guard
 from app.provisioning.models import JobState, JobTemplate
-from app.web.schemas import Input, PageQuery, UTCDateTime, page_of
+from app.web.schemas import Input, PageQuery, Text, UTCDateTime, page_of
 
 
 class JobLaunch(Input):
@@ -31,7 +31,7 @@ class JobLaunch(Input):
     override = fields.Boolean(load_default=False, metadata={
         "description": "Run even though a meeting at one of the job's sites is in its window (refused with 409 "
                        "otherwise); needs override_reason."})
-    override_reason = fields.String(load_default="", validate=validate.Length(max=1000), metadata={
+    override_reason = Text(load_default="", validate=validate.Length(max=1000), metadata={
         "description": "Why the job cannot wait, at least 10 characters; kept in the audit log."})
 
 
@@ -142,7 +142,7 @@ class TemplatePatch(Input):
     """The template's fields to change; the others stay. Lengths mirror the columns."""
 
     name = fields.String(validate=validate.Length(1, 100))
-    description = fields.String(validate=validate.Length(max=500))
+    description = Text(validate=validate.Length(max=500))
     playbook = fields.String(validate=validate.Length(1, 200), metadata={
         "description": "A playbook file of this installation's playbook folder."})
     default_limit = fields.String(validate=validate.Length(max=500))

@@ -12,14 +12,12 @@ from typing import Any
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     DateTimeLocalField,
     EmailField,
     FieldList,
     FloatField,
-    Form,
     FormField,
     IntegerField,
     SelectField,
@@ -32,7 +30,7 @@ from wtforms.validators import Email, InputRequired, Length, NumberRange, Option
 
 from app.config import local_zone
 from app.sites.models import ContactRole, EndpointKind, HostKind, LinkMedium, Status
-from app.web.forms import optional_int, strip
+from app.web.forms import CheckedForm, CheckedSubform, optional_int, strip
 
 # Translated labels of the stored choices, shared by the forms and the pages (the `choice_label` filter).
 CHOICE_LABELS: dict[Any, Any] = {
@@ -68,7 +66,7 @@ def status_field() -> SelectField:
                        choices=choices_of([Status.PLANNED, Status.ACTIVE]))
 
 
-class InventoryForm(FlaskForm):
+class InventoryForm(CheckedForm):
     """A form whose `SERVICE_FIELDS` are handed to the service as they are."""
 
     SERVICE_FIELDS: tuple[str, ...] = ()
@@ -90,7 +88,7 @@ class InventoryForm(FlaskForm):
 
 # ---------------------------------------------------------------- sites
 
-class ContactForm(Form):
+class ContactForm(CheckedSubform):
     """One row of a site's contacts; a row left blank or marked "remove" is dropped on save."""
 
     name = text(_l("Name"), 200)
@@ -202,7 +200,7 @@ class LinkForm(InventoryForm):
 LOCAL_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
 
 
-class MaintenanceForm(FlaskForm):
+class MaintenanceForm(CheckedForm):
     """Times are typed in local time (Asia/Ho_Chi_Minh) and handed on in UTC."""
 
     target = SelectField(_l("On"), validators=[InputRequired()])

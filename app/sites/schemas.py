@@ -16,11 +16,17 @@ from marshmallow import fields, validate
 
 from app.sites.maintenance import MAINTENANCE_TARGETS, maintenance_target_kind
 from app.sites.models import ContactRole, EndpointKind, HostKind, LinkMedium, Status
-from app.web.schemas import Input, PageQuery, UTCDateTime, page_of
+from app.web.schemas import Input, PageQuery, Text, UTCDateTime, page_of
 
 
 def _text(max_length: int, min_length: int = 0, **kwargs: object) -> fields.String:
+    """One line (app.web.schemas.Input refuses line breaks and control characters in it)."""
     return fields.String(validate=validate.Length(min=min_length, max=max_length), **kwargs)
+
+
+def _lines(max_length: int, min_length: int = 0, **kwargs: object) -> Text:
+    """Several lines (notes, reasons: a textarea on the pages)."""
+    return Text(validate=validate.Length(min=min_length, max=max_length), **kwargs)
 
 
 def _site_ref(**kwargs: object) -> fields.Integer:
@@ -65,7 +71,7 @@ class SitePatch(Input):
     latitude = fields.Float(allow_none=True, validate=validate.Range(-90, 90))
     longitude = fields.Float(allow_none=True, validate=validate.Range(-180, 180))
     is_sample = fields.Boolean()
-    notes = _text(10_000)
+    notes = _lines(10_000)
     status = copy.copy(_input_status)
     contacts = fields.List(fields.Nested(ContactIn), metadata={
         "description": "The site's contacts; on PATCH, when given, they replace the stored ones."})
@@ -228,7 +234,7 @@ _aware = {"metadata": {"description": "ISO 8601 with its offset, e.g. 2025-03-01
 class MaintenancePatch(Input):
     starts_at = fields.AwareDateTime(**_aware)
     ends_at = fields.AwareDateTime(**_aware)
-    reason = _text(500, 1)
+    reason = _lines(500, 1)
 
 
 class MaintenanceCreate(MaintenancePatch):
@@ -236,7 +242,7 @@ class MaintenanceCreate(MaintenancePatch):
     target_id = fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
     starts_at = fields.AwareDateTime(required=True, **_aware)
     ends_at = fields.AwareDateTime(required=True, **_aware)
-    reason = _text(500, 1, required=True)
+    reason = _lines(500, 1, required=True)
 
 
 class MaintenanceOut(ma.Schema):

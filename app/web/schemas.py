@@ -1,11 +1,16 @@
-"""What every JSON API's schemas share: strict input (unknown fields refused, messages in the client's language),
-times out in UTC, the page and page-size query, and the page envelope of a list."""
+"""What every JSON API's schemas share: strict input (unknown fields refused, messages in the client's language,
+text checked for line breaks and control characters, a PATCH without a body refused), times out in UTC, the page
+and page-size query, and the page envelope of a list."""
 
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
+from collections.abc import Iterator
+from typing import Any
 
 import marshmallow as ma
+from flask import has_request_context, request
 from flask_babel import lazy_gettext as _l
 from marshmallow import fields, validate
 
@@ -30,7 +35,78 @@ _MARSHMALLOW_MESSAGES: list[tuple[type[fields.Field], str, object]] = [
 ]
 
 
+# ---------------------------------------------------------------- text: one line, or several
+
+MULTI_LINE_KEPT = frozenset("\n\t")
+
+
+def _forbidden(value: str, kept: frozenset[str] = frozenset()) -> bool:
+    """A control character (C0, DEL, C1) or a Unicode line/paragraph separator not in `kept`: a title with a
+    line break forges mail headers and iCalendar lines, a NUL or an escape garbles every page that shows it."""
+    return any(char not in kept and (unicodedata.category(char) in ("Cc", "Zl", "Zp")) for char in value)
+
+
+def single_line_problem(value: str) -> str | None:
+    """Why `value` is not acceptable in a one-line field (title, name, code), or None."""
+    if _forbidden(value):
+        return str(_l("must be one line, without line breaks or control characters"))
+    return None
+
+
+def normalise_newlines(value: str) -> str:
+    # Browsers send a textarea's lines with CRLF; a client on Windows may too. Kept as \n, one way.
+    return value.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def multi_line_problem(value: str) -> str | None:
+    """Why `value` (newlines already normalised) is not acceptable in a multi-line field (notes), or None."""
+    if _forbidden(value, MULTI_LINE_KEPT):
+        return str(_l("may hold line breaks and tabs but no other control characters"))
+    return None
+
+
+def _single_line(value: str) -> None:
+    if isinstance(value, str) and (problem := single_line_problem(value)):
+        raise ma.ValidationError(problem)
+
+
+def _multi_line(value: str) -> None:
+    if isinstance(value, str) and (problem := multi_line_problem(value)):
+        raise ma.ValidationError(problem)
+
+
+class Text(fields.String):
+    """A multi-line text field (notes, reasons, descriptions): CR LF and CR become LF, tabs stay, other control
+    characters are refused. Every other fields.String of an Input schema is one line (see Input)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        return normalise_newlines(text) if isinstance(text, str) else text
+
+
+def _string_fields(field_obj: fields.Field) -> Iterator[fields.String]:
+    """The String fields in a field, inside lists, tuples and dicts too (their inner fields are not bound to the
+    schema, so on_bind_field never sees them; nested schemas are Inputs and check their own)."""
+    if isinstance(field_obj, fields.String):
+        yield field_obj
+    elif isinstance(field_obj, fields.List):
+        yield from _string_fields(field_obj.inner)
+    elif isinstance(field_obj, fields.Tuple):
+        for inner in field_obj.tuple_fields:
+            yield from _string_fields(inner)
+    elif isinstance(field_obj, fields.Dict):  # fields.Dict is a Mapping
+        for inner in (field_obj.key_field, field_obj.value_field):
+            if inner is not None:
+                yield from _string_fields(inner)
+
+
 class Input(ma.Schema):
+    """The strict base of every API input schema.
+
+    Text: every fields.String (inside lists and dicts too) is one line — no CR, LF or other control character —
+    and every `Text` may hold newlines and tabs only; the error names the field. A PATCH without a body is
+    refused (the document says the body is required; an empty object changes nothing, and is allowed)."""
+
     class Meta:
         unknown = ma.RAISE  # a misspelt field is an error, never silently dropped
 
@@ -44,6 +120,23 @@ class Input(ma.Schema):
             if isinstance(field_obj, cls) and messages.get(key) == cls.default_error_messages.get(key):
                 messages[key] = message
         field_obj.error_messages = messages
+        for text in _string_fields(field_obj):
+            check = _multi_line if isinstance(text, Text) else _single_line
+            # The schema's fields are its own copies (marshmallow deep-copies them per instance), so adding
+            # the check here never touches another schema's field.
+            if check not in text.validators:
+                text.validators = [*text.validators, check]
+
+    @ma.pre_load
+    def _patch_needs_a_body(self, data: Any, **_kwargs: Any) -> Any:
+        # webargs hands a schema {} when the request has no body at all, which would answer a PATCH that
+        # changes nothing with 200. Only the body's schema sees the request's own (empty) data: a nested
+        # schema is loaded from a body that is there, and PATCH views take no query string.
+        if (data == {} and has_request_context() and request.method == "PATCH"
+                and not request.get_data(cache=True)):
+            raise ma.ValidationError(str(_l("A JSON body is required: the fields to change, as an object.")),
+                                     "body")
+        return data
 
 
 class UTCDateTime(fields.AwareDateTime):

@@ -448,3 +448,26 @@ def test_a_draft_sends_nothing_until_it_is_scheduled(mail_app, smtp, week):
     change(service.schedule_draft, meeting(meeting_id))
     assert run_outbox() == []
     assert len(smtp.to("vanphong.tqlb@example.com")) == 1
+
+
+def test_documents_too_large_for_one_mail_go_as_links_only(mail_app, smtp, week, monkeypatch):
+    pdf = b"%PDF-1.7\n% small\n"
+
+    def never_read() -> bytes:
+        raise AssertionError("a linked-only document is never read")
+
+    agenda = SimpleNamespace(
+        current_items=lambda session, m: [],
+        mail_documents=lambda session, m: [SimpleNamespace(filename="giay-moi.pdf", content_type="application/pdf",
+                                                           read_bytes=lambda: pdf)],
+        linked_documents=lambda session, m: [SimpleNamespace(filename="ban-do.pdf", content_type="application/pdf",
+                                                             read_bytes=never_read)],
+        signed_download_url=lambda doc: f"https://vcops.example/d/{doc.filename}")
+    monkeypatch.setattr(wording, "_agenda_module", lambda: agenda)
+    book(booking("Họp thường", ["TQ-LB"], week))
+    assert run_outbox() == []
+    [normal] = smtp.to("vanphong.tqlb@example.com")
+    assert [a.get_filename() for a in normal.iter_attachments()] == ["giay-moi.pdf"]
+    assert "ban-do.pdf (too large to attach: download it from the link): https://vcops.example/d/ban-do.pdf" \
+        in text_body(normal)
+    assert 'href="https://vcops.example/d/ban-do.pdf"' in html_body(normal)

@@ -31,7 +31,9 @@ book = pages.book
 
 def error_of(response) -> dict:
     body = response.get_json()
-    assert set(body) == {"error"} and set(body["error"]) == {"status", "code", "message", "fields"}, body
+    # `clashes` (objects) only in a refused booking, beside `fields` (app.extensions.ErrorDetail)
+    extra = {"clashes"} if body["error"].get("code") == "clash" else set()
+    assert set(body) == {"error"} and set(body["error"]) == {"status", "code", "message", "fields", *extra}, body
     assert body["error"]["status"] == response.status_code
     return body["error"]
 
@@ -105,7 +107,9 @@ def test_a_refused_booking_answers_409_with_every_clash_and_writes_nothing(app, 
     assert response.status_code == 409
     error = error_of(response)
     assert error["code"] == "clash" and "Họp về phòng chống lũ" in error["message"]
-    [occurrence] = error["fields"]["clashes"]  # only the first day clashes; the second is free
+    [occurrence] = error["clashes"]  # only the first day clashes; the second is free
+    in_words = f"{local(day, '09:30'):%d/%m/%Y %H:%M}: {occurrence['clashes'][0]['message']}"
+    assert error["fields"]["clashes"] == [in_words]  # the same, as every field's reasons: strings
     assert occurrence["starts_at"] == utc(day, "09:30")
     assert {"kind": "room", "resource": "Phòng họp trực tuyến (Huyện Na Hang)", "meeting_id": held.id,
             "meeting_title": "Họp về phòng chống lũ"}.items() <= occurrence["clashes"][0].items()

@@ -18,7 +18,7 @@ from .conftest import local
 
 
 def clashes_of(err: pytest.ExceptionInfo[BookingRefused]) -> list[dict]:
-    return [c for occ in err.value.fields["clashes"] for c in occ["clashes"]]
+    return [c for occ in err.value.details() for c in occ["clashes"]]
 
 
 def test_a_meeting_of_the_whole_province_takes_a_room_per_site_and_a_bridge(session, request_for, sites, bridge):
@@ -128,7 +128,7 @@ def test_a_weekly_series_reports_its_clashes_per_occurrence_and_may_skip_them(se
     weekly = Recurrence(Frequency.WEEKLY, count=4)
     with pytest.raises(BookingRefused) as err:
         service.book_meeting(session, request_for("Giao ban tuần", ["TQ-YS"], recurrence=weekly))
-    assert len(err.value.fields["clashes"]) == 1  # only the third Monday clashes
+    assert len(err.value.clashes) == 1  # only the third Monday clashes
     meeting = service.book_meeting(session, request_for("Giao ban tuần", ["TQ-YS"], recurrence=weekly,
                                                         skip_clashing=True))
     statuses = [o.status for o in meeting.occurrences]

@@ -312,7 +312,9 @@ def test_the_openapi_document_describes_every_operation_and_is_valid(client):
 
     error = spec["components"]["schemas"]["Error"]
     assert error["properties"]["error"]["$ref"] == "#/components/schemas/ErrorDetail"
-    assert set(spec["components"]["schemas"]["ErrorDetail"]["properties"]) == {"status", "code", "message", "fields"}
+    detail = spec["components"]["schemas"]["ErrorDetail"]
+    assert set(detail["required"]) == {"status", "code", "message", "fields"}
+    assert set(detail["properties"]) == {"status", "code", "message", "fields", "clashes"}  # clashes: a booking's
     create_site = spec["paths"]["/api/v1/sites"]["post"]
     assert create_site["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/SiteCreate")
     assert {"201", "409", "422"} <= set(create_site["responses"])

@@ -14,7 +14,6 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from werkzeug.exceptions import RequestEntityTooLarge
 from wtforms import StringField
@@ -26,11 +25,12 @@ from app.extensions import csrf
 from app.provisioning.firmware import service as firmware
 from app.provisioning.firmware.models import FirmwareImage
 from app.web.access import public, require
+from app.web.forms import CheckedForm
 
 bp = Blueprint("firmware", __name__, url_prefix="/firmware")
 
 
-class UploadForm(FlaskForm):
+class UploadForm(CheckedForm):
     vendor = StringField(_l("Vendor"), validators=[DataRequired(), Length(max=80)], default="cisco")
     model = StringField(_l("Model (empty: every model of the vendor)"), validators=[Length(max=80)])
     version = StringField(_l("Version"), validators=[DataRequired(), Length(max=80)])

@@ -14,7 +14,6 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, IntegerField
 from wtforms.validators import InputRequired, NumberRange
 
@@ -25,12 +24,13 @@ from app.provisioning.guard import service as guard
 from app.provisioning.guard.models import JobOverride
 from app.provisioning.models import Job, JobTemplate
 from app.web.access import require
+from app.web.forms import CheckedForm
 
 bp = Blueprint("guard", __name__, url_prefix="/jobs/templates")
 RECENT_OVERRIDES = 20
 
 
-class GuardForm(FlaskForm):
+class GuardForm(CheckedForm):
     # Field names are the service's, so that a DomainError's fields land next to the right input.
     changes_equipment = BooleanField(_l("Its runs change equipment"), description=_l(
         "Untick for read-only playbooks (configuration backups, readiness checks): they may run during a meeting. "

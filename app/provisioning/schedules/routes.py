@@ -14,7 +14,6 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, SelectField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired
@@ -26,12 +25,12 @@ from app.provisioning.forms import text
 from app.provisioning.schedules import service as schedules
 from app.provisioning.schedules.models import JobSchedule
 from app.web.access import require
-from app.web.forms import optional_int, strip
+from app.web.forms import CheckedForm, optional_int, strip
 
 bp = Blueprint("schedules", __name__, url_prefix="/jobs/schedules")
 
 
-class ScheduleForm(FlaskForm):
+class ScheduleForm(CheckedForm):
     template_id = SelectField(_l("Template"), coerce=optional_int, validators=[InputRequired()])
     cron = text(_l("When (cron, local time)"), 100, required=True,
                 description=_l("Minute hour day month weekday, e.g. 0 2 * * * for 02:00 every night."))
