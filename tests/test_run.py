@@ -169,7 +169,9 @@ def test_serve_starts_a_new_worker_when_its_worker_dies_and_stops_it_on_shutdown
     assert len(pids) == 2, f"no new worker after the first was killed; log:\n{log.read_text()}"
     second = pids[1]
     assert second != first and not _alive(first)
-    assert f"task-queue worker (pid {first}) ended (killed by SIGKILL); restarting it in 1 s" in log.read_text()
+    # Why it ended is said when serve, not gunicorn's arbiter (which reaps every child), collected its status.
+    assert re.search(rf"task-queue worker \(pid {first}\) ended( \(killed by SIGKILL\))?; restarting it in 1 s",
+                     log.read_text()), log.read_text()
     instance = Path(instance_env["VCOPS_INSTANCE_PATH"])
     while not _checked_in(instance, second) and time.monotonic() < deadline:
         time.sleep(0.3)

@@ -146,8 +146,11 @@ class WorkerSupervisor:
                 return
             if time.monotonic() - started >= self.steady_seconds:
                 delay = 1.0
-            how = f"killed by {signal.Signals(-status).name}" if status < 0 else f"exit status {status}"
-            log.warning("task-queue worker (pid %d) ended (%s); restarting it in %d s", child.pid, how, delay)
+            # gunicorn's arbiter reaps every child of this process, ours too when it gets there first; the status
+            # is then lost and Popen reports 0, so 0 says only that the worker ended.
+            how = (f" (killed by {signal.Signals(-status).name})" if status < 0
+                   else f" (exit status {status})" if status > 0 else "")
+            log.warning("task-queue worker (pid %d) ended%s; restarting it in %d s", child.pid, how, delay)
             if self._stopping.wait(delay):
                 return
             delay = min(delay * 2, self.max_delay)
