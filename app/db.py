@@ -10,6 +10,7 @@ import contextvars
 import datetime as dt
 import enum
 import os
+import sqlite3
 import stat
 import threading
 from collections.abc import Callable, Iterator
@@ -63,6 +64,36 @@ def get_or_raise(session: so.Session, model: type[M], object_id: Any, not_found:
     if obj is None:
         raise NotFound(not_found)
     return obj
+
+
+# ---------------------------------------------------------------- a database that does not answer
+
+# SQLite files every error as OperationalError, a misspelt table as much as a missing disk: these say the file
+# cannot be used now (gone, unreadable, or held by a writer past the busy timeout), not that a statement is wrong.
+_SQLITE_OUTAGES = ("unable to open database file", "disk i/o error", "database is locked", "readonly database")
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """An error saying the database does not answer (refused, gone, disconnected), not that a statement is wrong."""
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc, sa.exc.InterfaceError):
+        return True
+    if not isinstance(exc, sa.exc.OperationalError):
+        return False
+    if isinstance(exc.orig, sqlite3.Error):
+        return any(text in str(exc.orig).lower() for text in _SQLITE_OUTAGES)
+    return True  # a server's OperationalError: connection refused or lost, server shutting down, and the like
+
+
+def describe_outage(exc: BaseException, url: sa.URL | None) -> str:
+    """One line for the log: which database (its URL without the password) and what the driver said."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    text = f"{url.render_as_string(hide_password=True) if url is not None else 'database'}: " \
+           f"{reason[0] if reason else type(exc).__name__}"
+    if url is not None and url.password:
+        text = text.replace(str(url.password), "***")  # a driver may quote the DSN it was given
+    return text
 
 
 def utcnow() -> dt.datetime:

@@ -11,7 +11,6 @@ import datetime as dt
 import logging
 import os
 import socket
-import sqlite3
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -25,7 +24,7 @@ from huey import Huey, crontab
 from huey.consumer import Consumer
 from huey.storage import MemoryStorage, RedisStorage, SqliteStorage
 
-from app.db import commit_scope, db, utcnow
+from app.db import commit_scope, database_unreachable, db, describe_outage, utcnow
 from app.queue import outbox
 from app.queue.models import WorkerCheckin
 
@@ -136,34 +135,6 @@ def in_transaction(work: Callable[[so.Session], Any]) -> Callable[[], Any]:
 
 def last_check_in() -> dt.datetime | None:
     return db.session.scalar(sa.select(sa.func.max(WorkerCheckin.seen_at)))
-
-
-# SQLite files every error as OperationalError, a misspelt table as much as a missing disk: these say the file
-# cannot be used now (gone, unreadable, or held by a writer past the busy timeout), not that a statement is wrong.
-_SQLITE_OUTAGES = ("unable to open database file", "disk i/o error", "database is locked", "readonly database")
-
-
-def database_unreachable(exc: BaseException) -> bool:
-    """An error saying the database does not answer (refused, gone, disconnected), not that a statement is wrong."""
-    if not isinstance(exc, sa.exc.DBAPIError):
-        return False
-    if exc.connection_invalidated or isinstance(exc, sa.exc.InterfaceError):
-        return True
-    if not isinstance(exc, sa.exc.OperationalError):
-        return False
-    if isinstance(exc.orig, sqlite3.Error):
-        return any(text in str(exc.orig).lower() for text in _SQLITE_OUTAGES)
-    return True  # a server's OperationalError: connection refused or lost, server shutting down, and the like
-
-
-def describe_outage(exc: BaseException, url: sa.URL | None) -> str:
-    """One line for the log: which database (its URL without the password) and what the driver said."""
-    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    text = f"{url.render_as_string(hide_password=True) if url is not None else 'database'}: " \
-           f"{reason[0] if reason else type(exc).__name__}"
-    if url is not None and url.password:
-        text = text.replace(str(url.password), "***")  # a driver may quote the DSN it was given
-    return text
 
 
 def _check_in_when_database_answers(max_delay: float = 60.0) -> None:

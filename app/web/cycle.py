@@ -24,7 +24,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
-from app.db import commit_scope, db, reset_write_intent, set_write_intent
+from app.db import commit_scope, database_unreachable, db, describe_outage, reset_write_intent, set_write_intent
 from app.errors import DomainError, error_body
 from app.extensions import (
     api,
@@ -37,7 +37,6 @@ from app.extensions import (
     login_manager,
     wants_json,
 )
-from app.queue.tasks import database_unreachable, describe_outage
 
 log = logging.getLogger(__name__)
 LANGUAGES = ("vi", "en")
