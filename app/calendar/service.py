@@ -159,7 +159,8 @@ def resend(session: so.Session, user: User, meeting_id: int, delivery_id: int | 
     if delivery_id is not None:
         rows = [d for d in rows if d.id == delivery_id]
         if not rows:
-            if session.get(Delivery, delivery_id) is None:
+            found = session.get(Delivery, delivery_id)
+            if found is None or found.meeting_id != meeting_id:  # another meeting's is none of this page's
                 raise NotFound(_("No delivery with id %(id)s.", id=delivery_id))
             raise Conflict(_("This invitation has not failed for good: it was sent, or is still being tried."),
                            code="not_failed")

@@ -69,6 +69,11 @@ def test_secretariat_resends_an_invitation_refused_for_good_once_the_address_is_
     sent = deliveries(app, meeting_id)["kythuat.tqnh@example.com"]
     conflict = secretariat.post(f"/meetings/{meeting_id}/deliveries/{sent.id}/resend")
     assert conflict.status_code == 409  # a delivery that was sent is not "resent"
+    other_id = setup(app, lambda s: booked(s, "Họp khác", ["TQ-LB"], week).id)
+    assert drain_outbox(app, keep_going=True) == []  # the other meeting's own invitations, sent
+    # Through another meeting's address, the delivery does not exist (and is not resent)
+    assert secretariat.post(f"/meetings/{other_id}/deliveries/{refused.id}/resend").status_code == 404
+    assert deliveries(app, meeting_id)["vanphong.tqnh@example.com"].failed_for_good
     response = secretariat.post(f"/meetings/{meeting_id}/deliveries/{refused.id}/resend")
     assert response.status_code == 302
     assert "The invitation to vanphong.tqnh@example.com will be sent again." in page_of(secretariat, meeting_id)
