@@ -8,7 +8,6 @@ import datetime as dt
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from app.monitoring.topology import Shard
 from app.sites import equipment, service
 from app.sites.models import Endpoint, EndpointKind, Link, LinkMedium, Site, Status
 from tests.support.netlab import REPO
+from tests.support.served import free_port
 
 FAST = {"PROBE_ECHOES": 5, "PROBE_ECHO_INTERVAL": 0.02, "PROBE_TIMEOUT": 0.5, "PROBE_HISTORY_MINUTES": 90,
         "DEVICE_CONNECT_TIMEOUT": 3, "DEVICE_COMMAND_TIMEOUT": 3}
@@ -294,12 +294,6 @@ def test_vcops_probe_refuses_a_shard_it_cannot_read(fresh_app):
     assert run.returncode != 0 and "--shard 3/2: I must be between 1 and N." in run.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _get(port: int, path: str) -> tuple[int, str]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
     try:
@@ -324,7 +318,7 @@ def test_the_agent_steps_serves_metrics_and_stops_cleanly_on_sigterm(fresh_app, 
     lab = netlab(1)
     app = fresh_app("sqlite")
     _seed_fresh(app, lab.addresses[0])
-    port = _free_port()
+    port = free_port()
     # A step (5 echoes 0.02 s apart and the writes) lasts longer than this: each step overruns and says so.
     env = _environment(app, PROBE_STEP_SECONDS=0.05, PROBE_LISTEN=f"127.0.0.1:{port}")
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "probe"], cwd=REPO, env=env, stdout=subprocess.PIPE,

@@ -19,16 +19,11 @@ import sqlalchemy as sa
 from app.config import SETTINGS
 from app.migrate import upgrade
 from app.queue.models import WorkerCheckin
+from tests.support.served import free_port
 
 VCOPS = Path(sys.executable).parent / "vcops"
 SECRET = "s3cret-db-password"
 WAIT_SECONDS = 30
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Forwarder:
@@ -101,7 +96,7 @@ def unreachable_database(backend, databases, tmp_path) -> Iterator[tuple[str, st
     real = databases.new("postgresql")
     upgrade(real)
     parsed = sa.make_url(real)
-    port = _free_port()
+    port = free_port()
     forwarder = Forwarder(port, (parsed.host or "127.0.0.1", parsed.port or 5432))
     # The worker's URL carries a password: it must never reach the log.
     given = parsed.set(port=port, password=SECRET).render_as_string(hide_password=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,16 +14,11 @@ from app.auth.service import create_token, create_user
 from app.db import commit_scope, db
 from app.errors import error_body
 from app.web.access import public
+from tests.support.served import free_port
 
 PASSWORD = "a long enough password"
 OUTAGE_MESSAGE = "The database does not answer at the moment; try again in a few moments."
 SECRET = "s3cret-db-password"
-
-
-def _port_nobody_listens_on() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # released at once: connecting to it is refused
 
 
 @pytest.fixture
@@ -35,7 +29,7 @@ def outage_app(fresh_app) -> Iterator[tuple[Any, str, Callable[[], None]]]:
     with app.app_context(), commit_scope() as session:
         user = create_user(session, "operator@example.com", Role.OPERATOR, PASSWORD)
         secret = create_token(session, user, "outage")[1]
-    dead = sa.create_engine(f"postgresql+psycopg://vcops:{SECRET}@127.0.0.1:{_port_nobody_listens_on()}/vcops",
+    dead = sa.create_engine(f"postgresql+psycopg://vcops:{SECRET}@127.0.0.1:{free_port()}/vcops",
                             connect_args={"connect_timeout": 5})
 
     def outage() -> None:

@@ -8,7 +8,6 @@ import collections
 import http.cookiejar
 import os
 import re
-import signal
 import stat
 import subprocess
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from app.config import SETTINGS
-from tests.test_run import VCOPS, _free_port, _session_members
+from tests.support.served import VCOPS, serving
 
 STARTUP_SECONDS = 30
 GUESSES = 30
@@ -39,25 +38,13 @@ def _served(tmp_path: Path, **settings: str) -> Iterator[str]:
                **{f"VCOPS_{key}": value for key, value in settings.items()})
     done = subprocess.run([str(VCOPS), "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([str(VCOPS), "serve", "--port", str(port), "--workers", str(WEB_WORKERS)], env=env,
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with serving(env, tmp_path / "serve.log", "--workers", str(WEB_WORKERS)) as state:
+        proc, url, log = state["proc"], state["url"], state["log"]
         deadline = time.monotonic() + STARTUP_SECONDS
         while _status(f"{url}/healthz") not in (200, 503):
             assert proc.poll() is None and time.monotonic() < deadline, f"never answered; log:\n{log.read_text()}"
             time.sleep(0.3)
         yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        for pid in _session_members(proc.pid):
-            os.kill(pid, signal.SIGKILL)
 
 
 def _status(url: str) -> int:
