@@ -10,7 +10,6 @@ import datetime as dt
 import email
 import email.policy
 import itertools
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -34,6 +33,7 @@ from app.sites.demo import seed
 from app.sites.models import Site
 from tests.conftest import app_config
 from tests.support.outbox import drain_outbox
+from tests.support.served import free_port
 
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 # Per module and backend (the modules' real-commit apps are their own; the shared app rolls back), so that the
@@ -81,16 +81,10 @@ class Recorder:
         return [r.message for r in self.received if address in r.rcpt_tos]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def smtp_server() -> Iterator[tuple[Recorder, int]]:
     recorder = Recorder()
-    port = _free_port()
+    port = free_port()
     controller = Controller(recorder, hostname="127.0.0.1", port=port)
     controller.start()
     try:

@@ -25,11 +25,11 @@ from app.db import db
 from app.meetings import service
 from app.meetings.models import Classification, Occurrence, OccurrenceStatus
 from app.meetings.service import Frequency, Recurrence
+from tests.support.served import free_port
 
 from .conftest import (
     LOCAL,
     Recorder,
-    _free_port,
     book,
     booking,
     calendar_of,
@@ -381,7 +381,7 @@ def test_a_temporary_refusal_is_retried_and_only_the_unsent_mail_goes_again(mail
 
 
 def test_a_mail_server_that_does_not_answer_fails_every_delivery_for_a_retry(mail_app, smtp, week):
-    mail_app.config.update(SMTP_PORT=_free_port(), SMTP_TIMEOUT=2)
+    mail_app.config.update(SMTP_PORT=free_port(), SMTP_TIMEOUT=2)
     meeting_id = book(booking("Họp khi máy chủ thư tắt", ["TQ-HY-TS"], week))
     [error] = run_outbox()
     assert isinstance(error, InvitationsNotSent)
@@ -420,7 +420,7 @@ def test_the_smtp_login_is_used_and_the_password_never_reaches_a_log(mail_app, w
             return AuthResult(success=ok, handled=False)  # handled=False: the server answers 535
 
     recorder = Recorder()
-    port = _free_port()
+    port = free_port()
     controller = Controller(recorder, hostname="127.0.0.1", port=port, authenticator=Authenticator(),
                             auth_require_tls=False, auth_required=True)
     controller.start()

@@ -32,13 +32,16 @@ from app.calendar.models import Delivery, DeliveryStatus
 from app.db import db
 from app.queue.models import OutboxMessage
 from app.queue.tasks import configure_queue, huey, sweep_outbox
-from tests.calendar.conftest import _free_port, book, booking
+from tests.calendar.conftest import book, booking
+from tests.support.served import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SITES = ["TQ-NH", "TQ-CH", "TQ-HY", "TQ-LB", "TQ-SD"]  # with the host, TQ: 6 sites of 2 contacts each
 LEASE_SECONDS = 1.5
 DELAY = 0.3  # seconds the server takes over each mail
-HOLD = 3.0  # seconds it takes over the mail at which the worker is stopped: longer than the worker takes to exit
+# Seconds it takes over the mail at which the worker is stopped: far longer than the worker takes to exit, even
+# on a loaded machine (3 s was not, once), since aiosmtpd cancels the wait as soon as the connection goes away.
+HOLD = 30.0
 
 
 @dataclass
@@ -82,7 +85,7 @@ def slow_smtp() -> Iterator[Callable[[str, int], tuple[SlowServer, int]]]:
     controllers: list[Controller] = []
 
     def start(slow_at: str, hold_at: int) -> tuple[SlowServer, int]:
-        server, port = SlowServer(slow_at, hold_at), _free_port()
+        server, port = SlowServer(slow_at, hold_at), free_port()
         controller = Controller(server, hostname="127.0.0.1", port=port)
         controller.start()
         controllers.append(controller)
