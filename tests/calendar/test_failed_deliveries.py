@@ -62,6 +62,7 @@ def test_secretariat_resends_an_invitation_refused_for_good_once_the_address_is_
     assert f'action="/meetings/{meeting_id}/deliveries/resend"' not in page  # "all" only when there are several
     viewer_page = page_of(client_of(app, "viewer"), meeting_id)
     assert action not in viewer_page
+    assert "not tried again until the secretariat resends them" in viewer_page  # not told to resend it himself
     assert client_of(app, "viewer").post(f"/meetings/{meeting_id}/deliveries/{refused.id}/resend").status_code \
         == 403
 
