@@ -1,6 +1,6 @@
 """A Cisco room system's xAPI over SSH, as the device speaks it: a test and benchmark tool, not part of the app.
 
-It is the login shell (sshd ForceCommand) of a simulated endpoint test host (tests/hosts.py). Like the
+It is the login shell (sshd ForceCommand) of a simulated endpoint test host (tests/support/hosts.py). Like the
 device, it greets the user, then reads one command a line and answers:
 
     xPreferences OutputMode JSON|Terminal       -> OK
@@ -15,8 +15,16 @@ device's; unknown paths and bad values are refused with ERROR and the device's k
 (configuration that differs from the defaults, software version, calls, boot time) is kept in one JSON file
 per host, so several sessions see the same device and it survives a reboot. The world around the device is in
 the state file too, for tests to change: `registrar` (how the SIP registrar answers: "accept", "reject" or
-"silent") and `media` (the loss ratio and jitter the network inflicts on a call's media, which the device
-reports under `xStatus MediaChannels Call [n] Channel [n] Netstat`). `xCommand SystemUnit Boot` and
+"silent"; a device that is not registered answers calls with 480) and `answer` (how it answers a call: "auto",
+"busy", "decline" or "ignore").
+
+Calls are real: the shell does not place them, the endpoint's call daemon (simulators/endpoint_calls.py, one
+long-running process next to sshd) does. `xCommand Dial` adds a call in status "Dialling" to the state file,
+the daemon dials it over SIP and carries its RTP media, and writes back its status and what it measured on the
+packets; `xStatus Call` and `xStatus MediaChannels Call [n] Channel [n] Netstat` (Packets, Bytes, Loss,
+LastIntervalLost, LastIntervalReceived, Jitter, MaxJitter, ChannelRate, and the simulator's RoundTripTime)
+report exactly those figures, nothing invented. `xCommand Call Disconnect` removes the call; the daemon hangs
+it up. Without the daemon a dialled call stays "Dialling". `xCommand SystemUnit Boot` and
 `xCommand SystemUnit SoftwareUpgrade URL: ... [Checksum: ...]` (which fetches nothing: the new version is
 read from the file name in the URL) reboot it: every session drops, sshd stays down for a few seconds,
 then answers again with the new version.
@@ -51,8 +59,7 @@ DEFAULT_PRODUCT = "Cisco Webex Room Kit"
 NO_MATCH = "No match on address expression."
 MAX_CALLS = 1  # a room system without the MultiSite option holds one video call
 REGISTRARS = ("accept", "reject", "silent")
-AUDIO_KBPS = 64
-NETSTAT_INTERVAL = 5.0  # seconds: the device's "last interval" of media statistics
+ANSWERS = ("auto", "busy", "decline", "ignore")
 
 
 class Refused(Exception):
@@ -192,17 +199,19 @@ def xpath(root: str, path: Iterable[str]) -> str:
 
 def new_state(*, name: str = "", serial: str = "FOC0000A0AA", version: str = DEFAULT_VERSION,
               product: str = DEFAULT_PRODUCT, config: dict[str, str | int] | None = None,
-              registrar: str = "accept", loss_ratio: float = 0.0, jitter_ms: int = 1) -> dict[str, Any]:
+              registrar: str = "accept", answer: str = "auto") -> dict[str, Any]:
     """A device fresh from the factory (with `config` set on top of the defaults), on a network whose SIP
-    registrar answers as `registrar` says and which loses `loss_ratio` of a call's media packets."""
+    registrar answers as `registrar` says, answering calls as `answer` says."""
     if registrar not in REGISTRARS:
         raise ValueError(f"registrar must be one of {', '.join(REGISTRARS)}, not {registrar!r}")
+    if answer not in ANSWERS:
+        raise ValueError(f"answer must be one of {', '.join(ANSWERS)}, not {answer!r}")
     return {
         "product": product, "serial": serial,
         "software": {"version": version, "upgrade": {"status": "None", "url": ""}},
         "config": {"SystemUnit Name": name, **(config or {})} if name else dict(config or {}),
         "calls": [], "next_call_id": 1, "booted_at": time.time(), "boots": 0,
-        "registrar": registrar, "media": {"loss_ratio": loss_ratio, "jitter_ms": jitter_ms},
+        "registrar": registrar, "answer": answer,
     }
 
 
@@ -270,40 +279,49 @@ def sip_registration(state: dict[str, Any]) -> tuple[str, str, str]:
     return "Registered", "", "Active"
 
 
-def media_entries(state: dict[str, Any], call: dict[str, Any], now: float
-                  ) -> list[tuple[tuple[str, ...], str | int, bool]]:
-    """The call's media channels (audio and main video, each way) with their Netstat counters: packets sent or
-    received and lost since the call began and over the last interval, as the network in `state["media"]`
-    makes them."""
-    media = state.get("media") or {}
-    loss = float(media.get("loss_ratio", 0.0))
-    jitter = int(media.get("jitter_ms", 1))
-    elapsed = max(0.0, now - call["started_at"])
-    video_kbps = max(64, int(call["rate"]) - AUDIO_KBPS)
-    kinds = [("Audio", AUDIO_KBPS, 50.0), ("Video", video_kbps, video_kbps * 1000 / 8 / 1200)]
+def _ms(value: Any) -> int:
+    return round(value) if isinstance(value, int | float) else 0
+
+
+def media_entries(call: dict[str, Any]) -> list[tuple[tuple[str, ...], str | int, bool]]:
+    """The call's media channels (audio and main video, each way) with their Netstat counters, as the call daemon
+    measured them (simulators/media.py's figures in `call["media"]`): an incoming channel counts the packets
+    that arrived, lost and jitter by RFC 3550; an outgoing one the packets sent, and the loss and jitter the far
+    end reported in RTCP. "Last interval" is the last 5 seconds. None before the call is connected."""
+    measured = call.get("media") or {}
     out: list[tuple[tuple[str, ...], str | int, bool]] = []
     number = 0
-    for kind, kbps, per_second in kinds:
+    for kind in ("audio", "video"):
+        stats = measured.get(kind)
+        if not stats:
+            continue
+        interval = stats.get("interval") or {}
         for direction in ("Incoming", "Outgoing"):
             number += 1
             c = ("MediaChannels", "Call", str(call["id"]), "Channel", str(100 * call["id"] + number))
-            expected = round(per_second * elapsed)
-            lost = round(expected * loss)
-            in_interval = round(per_second * min(elapsed, NETSTAT_INTERVAL))
-            interval_lost = round(in_interval * loss)
-            if kind == "Audio":
-                out += [(c + ("Audio", "Channels"), 1, False), (c + ("Audio", "Protocol"), "Opus", False)]
-            out += [(c + ("Direction",), direction, False), (c + ("Encryption",), "On", False),
-                    (c + ("Netstat", "Bytes"), (expected - lost) * kbps * 125 // max(1, round(per_second)), False),
-                    (c + ("Netstat", "ChannelRate"), kbps * 1000, False),
-                    (c + ("Netstat", "Jitter"), jitter, False),
-                    (c + ("Netstat", "LastIntervalLost"), interval_lost, False),
-                    (c + ("Netstat", "LastIntervalReceived"), in_interval - interval_lost, False),
-                    (c + ("Netstat", "Loss"), lost, False),
-                    (c + ("Netstat", "MaxJitter"), jitter + jitter // 2, False),
-                    (c + ("Netstat", "Packets"), expected - lost, False),
-                    (c + ("Type",), kind, False)]
-            if kind == "Video":
+            if direction == "Incoming":
+                netstat = {"Bytes": stats["received_bytes"], "ChannelRate": stats.get("rate_bps") or 0,
+                           "Jitter": _ms(stats.get("jitter_ms")), "LastIntervalLost": max(0, interval.get("lost", 0)),
+                           "LastIntervalReceived": interval.get("received", 0), "Loss": max(0, stats["lost"]),
+                           "MaxJitter": _ms(interval.get("max_jitter_ms")), "Packets": stats["received_packets"]}
+            else:
+                remote = stats.get("remote") or {}
+                remote_interval = interval.get("remote") or {}
+                seconds = interval.get("seconds") or 0
+                netstat = {"Bytes": stats["sent_bytes"],
+                           "ChannelRate": int(interval.get("sent_bytes", 0) * 8 / seconds) if seconds else 0,
+                           "Jitter": _ms(remote.get("jitter_ms")),
+                           "LastIntervalLost": max(0, remote_interval.get("lost", 0)),
+                           "LastIntervalReceived": max(0, remote_interval.get("received", 0)),
+                           "Loss": max(0, remote.get("lost", 0)), "MaxJitter": _ms(remote.get("jitter_ms")),
+                           "Packets": stats["sent_packets"]}
+            netstat["RoundTripTime"] = _ms(stats.get("rtt_ms"))  # the simulator's own: ms, from RTCP SR/RR
+            if kind == "audio":
+                out += [(c + ("Audio", "Channels"), 1, False), (c + ("Audio", "Protocol"), "G711Mu", False)]
+            out += [(c + ("Direction",), direction, False), (c + ("Encryption",), "Off", False)]
+            out += [(c + ("Netstat", name), value, False) for name, value in netstat.items()]
+            out.append((c + ("Type",), kind.capitalize(), False))
+            if kind == "video":
                 out += [(c + ("Video", "ChannelRole"), "Main", False), (c + ("Video", "Protocol"), "H264", False)]
     return out
 
@@ -315,19 +333,22 @@ def status_entries(state: dict[str, Any], now: float | None = None) -> list[tupl
     out: list[tuple[tuple[str, ...], str | int, bool]] = []
     for call in state["calls"]:
         c = ("Call", str(call["id"]))
-        out += [(c + ("CallbackNumber",), f"sip:{call['number']}", True),
-                (c + ("Direction",), "Outgoing", False),
-                (c + ("Duration",), int(now - call["started_at"]), False),
+        connected_at = call.get("connected_at")
+        number = str(call["number"]).removeprefix("sip:")
+        out += [(c + ("CallbackNumber",), f"sip:{number}", True),
+                (c + ("Direction",), call.get("direction", "Outgoing"), False),
+                (c + ("DisplayName",), call.get("display_name", ""), True),
+                (c + ("Duration",), int(now - connected_at) if connected_at else 0, False),
                 (c + ("Protocol",), call["protocol"], False),
                 (c + ("ReceiveCallRate",), call["rate"], False),
-                (c + ("RemoteNumber",), call["number"], True),
-                (c + ("Status",), "Connected", False),
+                (c + ("RemoteNumber",), number, True),
+                (c + ("Status",), call.get("status", "Dialling"), False),
                 (c + ("TransmitCallRate",), call["rate"], False)]
     h323 = "Inactive" if cfg("H323", "Mode") == "Off" else ("Registered" if cfg("H323", "Gatekeeper", "Address")
                                                           else "Required")
     out.append((("H323", "Gatekeeper", "Status"), h323, False))
     for call in state["calls"]:
-        out += media_entries(state, call, now)
+        out += media_entries(call)
     ntp_servers = [cfg("NetworkServices", "NTP", "Server", str(i), "Address") for i in (1, 2, 3)]
     ntp_servers = [s for s in ntp_servers if s]
     ntp = "Off" if cfg("NetworkServices", "NTP", "Mode") == "Off" else ("Synced" if ntp_servers else "Unknown")
@@ -643,8 +664,9 @@ class XapiShell:
             state["next_call_id"] += 1
             rate = args["CallRate"] or config_value(state, ("Conference", "DefaultCall", "Rate"))
             protocol = "Sip" if args["Protocol"] == "Auto" else args["Protocol"]
+            # The call daemon (simulators/endpoint_calls.py) dials it and writes what follows.
             state["calls"].append({"id": call_id, "number": args["Number"], "protocol": protocol, "rate": rate,
-                                   "started_at": time.time()})
+                                   "direction": "Outgoing", "status": "Dialling", "started_at": time.time()})
         return {"CallId": call_id, "ConferenceId": call_id}
 
     def _disconnect(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,10 @@
 - impairments: `l.set_down()` / `l.set_up()` (the machine's end of the link), `l.drop_icmp(percent)` (nftables
   inside the namespace drops that share of incoming ICMP at random), `l.start_responder(delays_ms=[40, 60])`
   (the kernel stops answering echoes and tests/monitoring/responder.py answers them after the scripted delays,
-  alternating per address), `l.clear_impairments()`.
+  alternating per address), `l.clear_impairments()`;
+- for calls' media, in any namespace (a lab's or a test host's): `drop_udp(namespace, percent)` (nftables drops
+  that share of incoming UDP at random, SIP's port spared), `limit_rate(namespace, device, kbit, queue_ms)` (a
+  tbf queue: the kernel may lack sch_netem) and `clear_udp(namespace, device)`.
 Everything the lab made (namespace, veth pair, routes, nftables table, the responder, the lock) is removed when
 the block ends, also when the test fails. Without root or iproute2 the lab skips the test with the reason
 (tests/conftest.py turns skips into failures in CI).
@@ -181,6 +184,42 @@ class Lab:
     def _delete_nft_table(self) -> None:
         if shutil.which("nft") is not None:
             self.run("nft", "delete", "table", "inet", NFT_TABLE, check=False)
+        clear_udp(self.namespace, self.ns_if)  # drop_udp() and limit_rate() on the lab's link
+
+
+# ---------------------------------------------------------------- impairing UDP (calls' media) in any namespace
+
+MEDIA_NFT_TABLE = "vcops_media"
+
+
+def drop_udp(namespace: str, percent: float, *, spare_port: int | None = 5060) -> None:
+    """Drop `percent` % of the UDP packets entering `namespace`, at random (nftables' numgen), but none to or
+    from `spare_port` (SIP: the call is set up, its media suffer). Undo with clear_udp(namespace, device)."""
+    if shutil.which("nft") is None:
+        pytest.skip("nftables is not installed (`nft` missing): apt-get install nftables")
+    if not 0 <= percent <= 100:
+        raise ValueError(f"percent must lie between 0 and 100, not {percent}")
+    _run("ip", "netns", "exec", namespace, "nft", "delete", "table", "inet", MEDIA_NFT_TABLE, check=False)
+    spare = f"udp dport != {spare_port} udp sport != {spare_port} " if spare_port else "meta l4proto udp "
+    script = (f"table inet {MEDIA_NFT_TABLE} {{\n chain input {{\n  type filter hook input priority 0; "
+              f"policy accept;\n  {spare}numgen random mod 100 < {int(round(percent))} drop\n }}\n}}\n")
+    _run("ip", "netns", "exec", namespace, "nft", "-f", "-", input=script)
+
+
+def limit_rate(namespace: str, device: str, kbit: int, queue_ms: float) -> None:
+    """A tbf rate limit on what leaves `namespace` by `device`, with a queue of `queue_ms` at that rate: a
+    stream faster than the limit fills the queue, so its packets wait about `queue_ms` (and the excess is
+    dropped). The kernel may lack sch_netem; tbf's queueing is how a delay is added then."""
+    limit = max(3000, int(kbit * 1000 / 8 * queue_ms / 1000))
+    _run("ip", "netns", "exec", namespace, "tc", "qdisc", "replace", "dev", device, "root", "tbf",
+         "rate", f"{kbit}kbit", "burst", "3000", "limit", str(limit))
+
+
+def clear_udp(namespace: str, device: str) -> None:
+    """Remove drop_udp's rule and limit_rate's qdisc (each one that is there)."""
+    if shutil.which("nft") is not None:
+        _run("ip", "netns", "exec", namespace, "nft", "delete", "table", "inet", MEDIA_NFT_TABLE, check=False)
+    _run("ip", "netns", "exec", namespace, "tc", "qdisc", "del", "dev", device, "root", check=False)
 
 
 def _link_is_up(name: str) -> bool:
