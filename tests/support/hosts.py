@@ -22,8 +22,15 @@ Kinds:
 - "linux": root logs in with the lab's key (PasswordAuthentication no); Subsystem sftp for Ansible.
 - "xapi": a Cisco room system: every login runs simulators/cisco_xapi.py (sshd ForceCommand) on the host's
   state file; user "admin" (uid 0 in the host's own /etc/passwd) logs in with a password or the lab's key.
+  Its call daemon (simulators/endpoint_calls.py: SIP on the host's address, port 5060, and the calls' RTP
+  media; calls.log, calls.pid) starts with sshd and ends with the host; `stop_calls()` makes the endpoint
+  unreachable for calls, `start_calls()` brings it back.
   `xCommand SystemUnit Boot` or a software upgrade power-cycles the host: sessions drop, sshd is down for
   `boot_seconds`, then it answers again.
+
+A bridge: `start_cms_simulator(host)` runs the Cisco Meeting Server simulator (simulators/cisco_cms.py: its API
+on https://ADDR:443, SIP on ADDR:5060) on a "linux" host; `connect_hosts(bridge_host, *endpoints)` lets hosts
+reach each other through the machine, so the bridge dials the endpoints and they dial it.
 
 Names never clash between test runs, pytest-xdist workers or other users of this library on the machine:
 each host first claims a subnet index (from 198.18.4.0 on; the /22 below is left to the demo data and to labs
@@ -38,6 +45,7 @@ import base64
 import contextlib
 import hashlib
 import ipaddress
+import json
 import os
 import re
 import secrets
@@ -60,6 +68,9 @@ from tests.support import claims
 
 REPO = Path(__file__).resolve().parents[2]
 SIMULATOR = REPO / "simulators" / "cisco_xapi.py"
+# What runs in an endpoint host: the xAPI shell, and the call daemon with the modules it imports.
+CALL_DAEMON = REPO / "simulators" / "endpoint_calls.py"
+ENDPOINT_MODULES = (SIMULATOR, CALL_DAEMON, REPO / "simulators" / "sip.py", REPO / "simulators" / "media.py")
 # The simulator needs only the standard library; the system's Python is visible inside every host's view,
 # where a virtual environment under /tmp or the checkout may not be.
 SYSTEM_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
@@ -120,6 +131,7 @@ class LabHost:
     client_key: Path  # private key (OpenSSH format) that logs in as `username`
     boot_seconds: float = 3.0
     port: int = 22
+    media_rate: float = 1.0  # share of the real RTP packet rates the call daemon sends (benchmarks lower it)
     _starter: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     # ---------------------------------------------------------------- facts
@@ -177,6 +189,48 @@ class LabHost:
 
     def sshd_command(self) -> list[str]:
         return [SSHD, "-f", str(self.folder / "sshd_config"), "-E", str(self.folder / "sshd.log")]
+
+    def calls_command(self, python: str = SYSTEM_PYTHON) -> list[str]:
+        """The endpoint's call daemon (xapi hosts), run from the host folder's copy."""
+        return [python, str(self.folder / CALL_DAEMON.name), "--state", str(self.state_path),
+                "--address", self.address, "--media-rate", str(self.media_rate),
+                "--pidfile", str(self.folder / "calls.pid")]
+
+    def calls_pid(self) -> int | None:
+        try:
+            pid = int((self.folder / "calls.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if _alive(pid) else None
+
+    def stop_calls(self) -> None:
+        """End the call daemon (its calls are hung up): the endpoint no longer answers calls."""
+        pid = self.calls_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            _wait(lambda: not _alive(pid), 5)
+
+    def start_calls(self) -> None:
+        """Start the call daemon again (after stop_calls) and wait until it listens."""
+        anchor = self.anchor_pid()
+        if anchor is None:
+            raise RuntimeError(f"test host {self.namespace} is not running")
+        with (self.folder / "calls.log").open("ab") as log:
+            subprocess.Popen(["nsenter", "-t", str(anchor), "-n", "-m", "--", *self.calls_command()],
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        if not _wait(lambda: self.calls_pid() is not None, 10):
+            raise RuntimeError(f"the call daemon of {self.namespace} did not start; see {self.folder / 'calls.log'}")
+
+    def spawn(self, *argv: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start a long-running process on the host (its namespaces, its view of the filesystem), its output
+        appended to `log`; it ends when the caller ends it or when the host is removed."""
+        anchor = self.anchor_pid()
+        if anchor is None:
+            raise RuntimeError(f"test host {self.namespace} is not running")
+        with log.open("ab") as out:
+            return subprocess.Popen(["nsenter", "-t", str(anchor), "-n", "-m", "--", *argv], env=env,
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
 
     def wait_for_ssh(self, timeout: float = 15.0) -> None:
         """Wait until sshd answers with its banner; raise with its log when it does not in time."""
@@ -261,20 +315,24 @@ class HostLab:
         self.client_public_key = (folder / "client_key.pub").read_text()
 
     def make(self, n: int, kind: str = "xapi", *, version: str = cisco_xapi.DEFAULT_VERSION,
-             boot_seconds: float = 3.0) -> list[LabHost]:
-        """N new hosts of a kind, all answering SSH when this returns."""
+             boot_seconds: float = 3.0, media_rate: float = 1.0) -> list[LabHost]:
+        """N new hosts of a kind, all answering SSH when this returns (and, for endpoints, SIP)."""
         if kind not in KINDS:
             raise ValueError(f"unknown kind of test host {kind!r} (expected one of {', '.join(KINDS)})")
         made = []
         try:
             for _ in range(n):
                 host = self._claim(kind, boot_seconds)
+                host.media_rate = media_rate
                 made.append(host)
                 self.hosts.append(host)
                 self._prepare(host, version)
                 self._start(host)
             for host in made:
                 host.wait_for_ssh()
+                if host.kind == "xapi" and not _wait(lambda h=host: h.calls_pid() is not None, 10):
+                    raise RuntimeError(f"the call daemon of {host.namespace} did not start; log:\n"
+                                       + (host.folder / "calls.log").read_text(errors="replace")[-3000:])
         except BaseException:
             for host in made:
                 self._remove(host)
@@ -333,13 +391,15 @@ class HostLab:
             "LogLevel VERBOSE", "MaxStartups 200", "MaxSessions 50",
             f"Subsystem sftp {SFTP_SERVER if Path(SFTP_SERVER).exists() else 'internal-sftp'}",
         ]
-        users = ""
+        users = calls = ""
         if xapi:
             serial = f"FOC{host.index:05d}SIM"
             cisco_xapi.StateStore(host.state_path).write(cisco_xapi.new_state(serial=serial, version=version))
             # The host sees a fresh /tmp and only its own folder of the machine's working places: the checkout
             # (wherever CI cloned it) may be invisible there, so the simulator runs from a copy in the folder.
-            shutil.copy2(SIMULATOR, folder / SIMULATOR.name)
+            for module in ENDPOINT_MODULES:
+                shutil.copy2(module, folder / module.name)
+            calls = f'{shlex.join(host.calls_command(self.python))} >> "$HOST/calls.log" 2>&1 &\n'
             simulator = [self.python, str(folder / SIMULATOR.name), "--state", str(host.state_path),
                          "--sshd-pidfile", str(folder / "sshd.pid"), "--sshd-command", shlex.join(host.sshd_command()),
                          "--boot-seconds", str(host.boot_seconds)]
@@ -367,7 +427,7 @@ mkdir -p "$HOST"
 mount --move /run/vcops-host "$HOST"
 {users}ip link set lo up
 {shlex.join(host.sshd_command())}
-echo $$ > "$HOST/anchor.pid"
+{calls}echo $$ > "$HOST/anchor.pid"
 exec sleep infinity
 """)
         ns_if = f"vh{host.index}b"
@@ -426,6 +486,92 @@ def remove_namespace(namespace: str, host_if: str) -> None:
 def _teardown(namespace: str, host_if: str, _index: int) -> None:
     """What a killed run's claim left (claims.reclaim_if_stale)."""
     remove_namespace(namespace, host_if)
+
+
+def connect_hosts(*lab_hosts: LabHost) -> None:
+    """Let test hosts reach each other through the machine (a bridge calling endpoints): each gets a route to
+    the others via its veth, and the machine forwards what comes in on those veths only (the per-interface
+    switch: the machine's own forwarding stays as it is). Removing a host removes both."""
+    for host in lab_hosts:
+        _run("sysctl", "-q", "-w", f"net.ipv4.conf.{host.host_if}.forwarding=1")
+        for other in lab_hosts:
+            if other is not host:
+                _run("ip", "netns", "exec", host.namespace, "ip", "route", "replace", f"{other.address}/32",
+                     "via", host.peer_address)
+
+
+@dataclass
+class CmsSimulator:
+    """simulators/cisco_cms.py running on a test host: its API at `url` (HTTPS, pinned to `certificate`), SIP
+    at `sip_address`:5060, its files in `state_dir` (requests.log, calls.log, state.json)."""
+
+    host: LabHost
+    user: str
+    password: str
+    state_dir: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host.address}"
+
+    @property
+    def sip_address(self) -> str:
+        return self.host.address
+
+    @property
+    def certificate(self) -> Path:
+        return self.state_dir / "cert.pem"
+
+    def requests(self) -> list[str]:
+        """The requests that reached it so far, one `METHOD PATH STATUS` each."""
+        with contextlib.suppress(FileNotFoundError):
+            return (self.state_dir / "requests.log").read_text().splitlines()
+        return []
+
+    def state(self) -> dict[str, Any]:
+        return json.loads((self.state_dir / "state.json").read_text())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=10)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+
+def start_cms_simulator(host: LabHost, *, user: str = "admin", password: str | None = None,
+                        page_limit: int | None = None, sip_timeout: float | None = None,
+                        ring_timeout: float | None = None, media_rate: float = 1.0,
+                        timeout: float = 20.0) -> CmsSimulator:
+    """Run the Cisco Meeting Server simulator on a (linux) test host: API on port 443, SIP on 5060 of its
+    address; returns once it answers. It runs from a copy of simulators/ in the host folder (the checkout may
+    be invisible there) under the system's Python."""
+    package = host.folder / "cms" / "simulators"
+    shutil.copytree(REPO / "simulators", package, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    state_dir = host.folder / "cms-state"
+    password = password or secrets.token_urlsafe(12)
+    argv = [SYSTEM_PYTHON, "-m", "simulators.cisco_cms", "--listen", f"{host.address}:443", "--user", user,
+            "--password", password, "--state-dir", str(state_dir), "--sip-listen", f"{host.address}:5060"]
+    if page_limit is not None:
+        argv += ["--page-limit", str(page_limit)]
+    if sip_timeout is not None:
+        argv += ["--sip-timeout", str(sip_timeout)]
+    if ring_timeout is not None:
+        argv += ["--ring-timeout", str(ring_timeout)]
+    if media_rate != 1.0:
+        argv += ["--media-rate", str(media_rate)]
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "PYTHONPATH": str(package.parent)}
+    process = host.spawn(*argv, log=host.folder / "cms.log", env=env)
+    simulator = CmsSimulator(host, user, password, state_dir, process)
+    if not _wait(lambda: (state_dir / "pid").exists() or process.poll() is not None, timeout) \
+            or process.poll() is not None:
+        simulator.stop()
+        log = (host.folder / "cms.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"the CMS simulator on {host.namespace} did not start; log:\n{log}")
+    return simulator
 
 
 @contextlib.contextmanager
