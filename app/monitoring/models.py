@@ -140,3 +140,76 @@ class Incident(Base):
 
     __table_args__ = (sa.UniqueConstraint("fingerprint", "starts_at", name="one_row_per_firing"),
                       sa.Index("ix_incidents_status_starts", "status", "starts_at"))
+
+
+# ---------------------------------------------------------------- rollups: a year of probe history for the reports
+
+# Buckets of the round-trip histogram (app.monitoring.rollups.RTT_BOUNDS says where each one ends): a fixed
+# log scale, so that rows of any hour, day, link or province add up column by column.
+RTT_BUCKETS = 24
+
+
+class _Rollup:
+    """What the steps of one target within one bucket (an hour, or a local day) added up to. The key is (target,
+    bucket_start): a province's month reads its targets' ranges; the index on bucket_start serves the pruning
+    and the country's reports, which read a span of time across every target.
+
+    A step adds 1 to steps_up or steps_down; its echoes to sent and lost; its median round trip (when an echo came
+    back) to rtt_sum, rtt_count and one of the histogram's columns rtt_b00..rtt_b23; its jitter to jitter_sum and
+    jitter_count. Sums, not means, so that buckets add up exactly into months and subtrees.
+    """
+
+    bucket_start: so.Mapped[dt.datetime] = so.mapped_column(primary_key=True)  # UTC
+    steps_up: so.Mapped[int] = so.mapped_column(default=0)
+    steps_down: so.Mapped[int] = so.mapped_column(default=0)
+    sent: so.Mapped[int] = so.mapped_column(default=0)
+    lost: so.Mapped[int] = so.mapped_column(default=0)
+    rtt_sum: so.Mapped[float] = so.mapped_column(default=0.0)  # seconds
+    rtt_count: so.Mapped[int] = so.mapped_column(default=0)
+    jitter_sum: so.Mapped[float] = so.mapped_column(default=0.0)  # seconds
+    jitter_count: so.Mapped[int] = so.mapped_column(default=0)
+
+
+for _bucket in range(RTT_BUCKETS):
+    # Declared in a loop so that the count above is the one place that says how many there are.
+    setattr(_Rollup, f"rtt_b{_bucket:02d}", so.mapped_column(sa.Integer, nullable=False, default=0))
+del _bucket
+
+
+class LinkRollupHourly(_Rollup, Base):
+    """A link's steps of one UTC hour; pruned after ROLLUP_HOURLY_DAYS."""
+
+    __tablename__ = "link_rollups_hourly"
+    __table_args__ = (sa.Index("ix_link_rollups_hourly_bucket", "bucket_start"),)
+
+    link_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("links.id", ondelete="CASCADE"), primary_key=True)
+
+
+class LinkRollupDaily(_Rollup, Base):
+    """A link's steps of one local day (bucket_start: the local midnight, in UTC); pruned after
+    ROLLUP_DAILY_MONTHS."""
+
+    __tablename__ = "link_rollups_daily"
+    __table_args__ = (sa.Index("ix_link_rollups_daily_bucket", "bucket_start"),)
+
+    link_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("links.id", ondelete="CASCADE"), primary_key=True)
+
+
+class EndpointRollupHourly(_Rollup, Base):
+    """An endpoint's steps of one UTC hour; pruned after ROLLUP_HOURLY_DAYS."""
+
+    __tablename__ = "endpoint_rollups_hourly"
+    __table_args__ = (sa.Index("ix_endpoint_rollups_hourly_bucket", "bucket_start"),)
+
+    endpoint_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("endpoints.id", ondelete="CASCADE"),
+                                                   primary_key=True)
+
+
+class EndpointRollupDaily(_Rollup, Base):
+    """An endpoint's steps of one local day; pruned after ROLLUP_DAILY_MONTHS."""
+
+    __tablename__ = "endpoint_rollups_daily"
+    __table_args__ = (sa.Index("ix_endpoint_rollups_daily_bucket", "bucket_start"),)
+
+    endpoint_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("endpoints.id", ondelete="CASCADE"),
+                                                   primary_key=True)

@@ -6,8 +6,8 @@ A step reads its targets from the inventory (so a link added on the web is probe
 event loop and at the same time: PROBE_ECHOES echoes to every link's far end and every endpoint (smokeping-style,
 PROBE_ECHO_INTERVAL apart, one ICMP socket: app.monitoring.agent.icmp), TCP connects to the endpoints' SIP and
 management ports, and their health over the management interface (app.monitoring.agent.endpoints). Then it writes
-states, samples and pruning in one transaction (app.monitoring.agent.store) and replaces the /metrics page. Several
-agents split the targets with `--shard I/N`.
+states, samples, rollups and pruning in one transaction (app.monitoring.agent.store) and replaces the /metrics
+page. Several agents split the targets with `--shard I/N`.
 
     result = run_step(app, Shard(1, 2), "probe-a")     # one step, no HTTP server (tests, `--once`)
     agent = Agent(app, Shard(), listen="127.0.0.1:9561"); agent.start(); ...; agent.stop()
@@ -46,6 +46,7 @@ from app.monitoring.agent.icmp import EchoResult, IcmpPermissionError, ping_many
 from app.monitoring.agent.metrics import ProbeCounters, families
 from app.monitoring.agent.store import Written, save_step
 from app.monitoring.exposition import MetricsPage, Server, render, serve
+from app.monitoring.rollups import RollupSettings, echo_figures
 from app.monitoring.topology import EndpointTarget, LinkTarget, Shard, endpoint_targets, link_targets
 
 log = logging.getLogger(__name__)
@@ -186,12 +187,14 @@ class Agent:
                 endpoints = endpoint_targets(session, self.shard)
                 self.pins.load(session)
                 prepared = prepare_devices(session, endpoints, self.pins, self.sessions, device_timing())
-            measured_links, measured_endpoints = self._measure(settings, links, endpoints, prepared)
+            measured_links, measured_endpoints, echoes = self._measure(settings, links, endpoints, prepared)
             with commit_scope() as session:
                 written = save_step(session, agent=self.name, shard=self.shard, measured_at=measured_at,
                                     links=[m.row() for m in measured_links],
-                                    endpoints=[m.row() for m in measured_endpoints],
-                                    history_minutes=settings.history_minutes)
+                                    endpoints=[{**m.row(), **echo_figures(echoes.get(m.target.address))}
+                                               for m in measured_endpoints],
+                                    history_minutes=settings.history_minutes,
+                                    rollup_settings=RollupSettings.of(self.app.config))
             self._record_contacts()
         duration = time.monotonic() - started
         self.counters.add(measured_links)
@@ -205,8 +208,9 @@ class Agent:
         return result
 
     def _measure(self, settings: ProbeSettings, links: Sequence[LinkTarget], endpoints: Sequence[EndpointTarget],
-                 prepared: dict[int, DeviceProfile | str]) -> tuple[list[LinkMeasurement], list[EndpointMeasurement]]:
-        async def main() -> tuple[list[LinkMeasurement], list[EndpointMeasurement]]:
+                 prepared: dict[int, DeviceProfile | str]
+                 ) -> tuple[list[LinkMeasurement], list[EndpointMeasurement], dict[str, EchoResult]]:
+        async def main() -> tuple[list[LinkMeasurement], list[EndpointMeasurement], dict[str, EchoResult]]:
             self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
             if self._stopping.is_set():  # stop() came between two steps' checks
                 raise asyncio.CancelledError
@@ -219,7 +223,7 @@ class Agent:
 
     async def _probe(self, settings: ProbeSettings, links: Sequence[LinkTarget], endpoints: Sequence[EndpointTarget],
                      prepared: dict[int, DeviceProfile | str]
-                     ) -> tuple[list[LinkMeasurement], list[EndpointMeasurement]]:
+                     ) -> tuple[list[LinkMeasurement], list[EndpointMeasurement], dict[str, EchoResult]]:
         # One series of echoes per address, shared by a link's far end and an endpoint at the same address.
         addresses = [t.address for t in links] + [t.address for t in endpoints]
         checks = EndpointChecks(self.app, settings.timeout, settings.concurrency, self._pool(settings))
@@ -229,7 +233,8 @@ class Agent:
             checks.run(endpoints, prepared))
         for measured in measured_endpoints:
             measured.add_echoes(echoes.get(measured.target.address))
-        return [LinkMeasurement(t, echoes[t.address]) for t in links], measured_endpoints
+        # The echoes go back too: the endpoints' rollups count their echoes lost, which their rows do not keep.
+        return [LinkMeasurement(t, echoes[t.address]) for t in links], measured_endpoints, echoes
 
     def _pool(self, settings: ProbeSettings) -> ThreadPoolExecutor:
         if self._executor is None:

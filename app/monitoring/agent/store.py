@@ -3,8 +3,10 @@ and pruning.
 
 A step touches every target of the agent's shard, thousands of rows, so it writes in bulk: one multi-row upsert
 (INSERT ... ON CONFLICT DO UPDATE, on SQLite and PostgreSQL alike) for the states, one executemany insert for
-the samples, and a bounded delete of the history older than PROBE_HISTORY_MINUTES. The caller's
-commit_scope() makes it one transaction: the board never sees half a step.
+the samples, and a bounded delete of the history older than PROBE_HISTORY_MINUTES; then the step is added to
+the hourly and daily rollups the reports read (app.monitoring.rollups: one upsert per table) and the rollups past
+their retention are pruned. The caller's commit_scope() makes it one transaction: the board never sees half a
+step, and a rollup never counts a step the states do not have.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from sqlalchemy.dialects import postgresql, sqlite
 
+from app.monitoring import rollups
 from app.monitoring.models import EndpointSample, EndpointState, LinkSample, LinkState
 from app.monitoring.topology import Shard
 
@@ -41,6 +44,8 @@ class Written:
     samples: int
     forgotten: int  # states of targets the shard no longer probes (retired, moved, address removed)
     pruned: int  # history samples deleted
+    rolled_up: int = 0  # rollup rows added to (a row per target, hourly and daily)
+    rollups_pruned: int = 0  # rollup rows deleted, past ROLLUP_HOURLY_DAYS / ROLLUP_DAILY_MONTHS
 
 
 def _insert(session: so.Session, table: sa.Table) -> Any:
@@ -93,9 +98,12 @@ def _prune(session: so.Session, table: sa.Table, before: dt.datetime, limit: int
 
 
 def save_step(session: so.Session, *, agent: str, shard: Shard, measured_at: dt.datetime,
-              links: Sequence[Row], endpoints: Sequence[Row], history_minutes: float) -> Written:
+              links: Sequence[Row], endpoints: Sequence[Row], history_minutes: float,
+              rollup_settings: rollups.RollupSettings | None = None) -> Written:
     """Write one step: `links` are rows with link_id and LINK_COLUMNS, `endpoints` rows with endpoint_id and
-    ENDPOINT_COLUMNS. Flushes nothing else and does not commit: the caller's commit_scope does."""
+    ENDPOINT_COLUMNS (and the echoes' sent, lost and jitter for the rollups). With `rollup_settings` (the agent
+    always gives them) the step is added to the rollups. Flushes nothing else and does not commit: the caller's
+    commit_scope does."""
     link_table, endpoint_table = LinkState.__table__, EndpointState.__table__
     _upsert_states(session, link_table, "link_id", LINK_COLUMNS, links, agent, measured_at)
     _upsert_states(session, endpoint_table, "endpoint_id", ENDPOINT_COLUMNS, endpoints, agent, measured_at)
@@ -108,5 +116,9 @@ def save_step(session: so.Session, *, agent: str, shard: Shard, measured_at: dt.
     limit = max(PRUNE_BATCH, 2 * (len(links) + len(endpoints)))
     pruned = (_prune(session, LinkSample.__table__, before, limit)
               + _prune(session, EndpointSample.__table__, before, limit))
+    rolled_up = rollups_pruned = 0
+    if rollup_settings is not None:
+        rolled_up = rollups.add_step(session, measured_at, links, endpoints, rollup_settings)
+        rollups_pruned = rollups.prune(session, measured_at, rollup_settings)
     return Written(states=len(links) + len(endpoints), samples=len(links) + len(endpoints), forgotten=forgotten,
-                   pruned=pruned)
+                   pruned=pruned, rolled_up=rolled_up, rollups_pruned=rollups_pruned)
