@@ -1,4 +1,5 @@
-"""Pinned SSH host keys of the equipment, and the quick actions technicians ask of an endpoint."""
+"""Pinned SSH host keys and bridge certificates of the equipment, and the quick actions technicians ask of an
+endpoint."""
 
 from __future__ import annotations
 
@@ -52,6 +53,45 @@ class HostKey(Base):
     @property
     def where(self) -> str:
         return self.address if self.port == 22 else f"{self.address}:{self.port}"
+
+
+class CertificateState(enum.StrEnum):
+    PENDING = "pending"  # presented, not trusted: connections are refused until a technician accepts it
+    ACCEPTED = "accepted"  # the pinned certificate: the only one a connection to this address and port accepts
+
+
+@audited
+class BridgeCertificate(Base):
+    """A TLS certificate a bridge's management address presented. At most one per address and port is accepted
+    (enforced by the service); a changed one waits beside it and never replaces it by itself."""
+
+    __tablename__ = "bridge_certificates"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    address: so.Mapped[str] = so.mapped_column(sa.String(255))
+    port: so.Mapped[int]
+    fingerprint: so.Mapped[str] = so.mapped_column(sa.String(100))  # SHA-256, AB:CD:... as openssl prints it
+    subject: so.Mapped[str] = so.mapped_column(sa.String(500), default="")
+    not_before: so.Mapped[dt.datetime | None]
+    not_after: so.Mapped[dt.datetime | None]
+    state: so.Mapped[CertificateState] = so.mapped_column(stored_enum(CertificateState, "bridge_certificate_state"),
+                                                          default=CertificateState.PENDING)
+    first_seen_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+    last_seen_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+    accepted_by_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    accepted_at: so.Mapped[dt.datetime | None]
+
+    accepted_by: so.Mapped[User | None] = so.relationship("User")
+
+    __table_args__ = (
+        sa.UniqueConstraint("address", "port", "fingerprint", name="uq_bridge_certificates_address_port_fingerprint"),
+        sa.CheckConstraint("port > 0 AND port < 65536", name="port_range"),
+        sa.Index("ix_bridge_certificates_address_port", "address", "port"),
+    )
+
+    @property
+    def where(self) -> str:
+        return self.address if self.port == 443 else f"{self.address}:{self.port}"
 
 
 class ActionKind(enum.StrEnum):
