@@ -1,1 +1,1 @@
-"""Users, roles, login, API tokens, the audit log and permission checks."""
+"""Users, roles, login (sessions that end, two-factor sign-in), API tokens, the audit log and permission checks."""

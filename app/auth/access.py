@@ -8,14 +8,15 @@ names a permission no role holds stops the app at start.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from flask import Flask, Response, abort, current_app, g, request
+from flask import Flask, Response, abort, current_app, flash, g, redirect, request, session, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
-from app.auth import audit
+from app.auth import audit, two_factor
 from app.auth.models import User
 from app.auth.permissions import PERMISSIONS, role_can, rule_allows
 from app.db import db
@@ -54,11 +55,76 @@ def check_rules(app: Flask) -> None:
         raise RuntimeError("views require unknown permissions: " + ", ".join(sorted(unknown)))
 
 
+# What the session cookie holds besides Flask-Login's keys: when the login happened, when the session was last
+# used (both epoch seconds, so that tests can move them back), and whether "remember me" was ticked.
+LOGIN_AT, SEEN_AT, REMEMBER = "_login_at", "_seen_at", "_remembered"  # Flask-Login has "_remember"
+# The last-use time is rewritten at most this often: not every request needs a new cookie.
+SEEN_RESOLUTION_SECONDS = 60
+# Where a user who must first change their password or set up two-factor sign-in may still go.
+DETOUR_ENDPOINTS = {"auth.password_required", "auth.two_factor_setup", "auth.logout"}
+
+
+def start_session(user: User, remember: bool) -> None:
+    """Stamp the request's session as a new login (after flask_login.login_user)."""
+    now = time.time()
+    session[LOGIN_AT] = session[SEEN_AT] = now
+    session[REMEMBER] = remember
+    session.permanent = remember  # only then does the cookie outlive the browser
+
+
+def forget_session() -> None:
+    for key in (LOGIN_AT, SEEN_AT, REMEMBER):
+        session.pop(key, None)
+
+
+def session_end_reason(login_at: float, seen_at: float, remember: bool, now: float,
+                       config: dict[str, Any]) -> str | None:
+    """Why a session is over ("lifetime" or "idle"), or None while it lasts."""
+    lifetime = (config["SESSION_REMEMBER_DAYS"] * 86400 if remember else config["SESSION_LIFETIME_HOURS"] * 3600)
+    if now - login_at >= lifetime:
+        return "lifetime"
+    if not remember and now - seen_at >= config["SESSION_IDLE_MINUTES"] * 60:
+        return "idle"
+    return None
+
+
 def _load_user(user_id: str) -> User | None:
-    if not user_id.isdigit():
+    """The session's user, if the session still stands: the user is active, no logout or new password has
+    raised their session version since, and neither the idle timeout nor the lifetime has passed."""
+    uid, _, version = user_id.partition(":")
+    if not uid.isdigit() or not version.isdigit():
+        return None  # a session from before session versions: logged out once
+    user = db.session.get(User, int(uid))
+    if user is None or not user.active or user.session_version != int(version):
         return None
-    user = db.session.get(User, int(user_id))
-    return user if user is not None and user.active else None
+    now = time.time()
+    try:
+        login_at, seen_at = float(session[LOGIN_AT]), float(session[SEEN_AT])
+    except (KeyError, TypeError, ValueError):
+        return None
+    reason = session_end_reason(login_at, seen_at, bool(session.get(REMEMBER)), now, current_app.config)
+    if reason is not None:
+        _expire(user, reason)
+        return None
+    if now - seen_at >= SEEN_RESOLUTION_SECONDS:
+        session[SEEN_AT] = now
+    return user
+
+
+def _expire(user: User, reason: str) -> None:
+    token = audit.set_actor(audit.Actor(user.id, user.email))
+    try:
+        audit.record(db.session, "session_expire", "User", str(user.id), f"{user.email}: {reason}")
+    finally:
+        audit.reset_actor(token)
+    for key in ("_user_id", "_fresh", "_id"):
+        session.pop(key, None)
+    forget_session()
+    if reason == "idle":
+        flash(_("Your session ended after %(n)s minutes without use; please log in again.",
+                n=current_app.config["SESSION_IDLE_MINUTES"]), "error")
+    else:
+        flash(_("Your session reached its time limit; please log in again."), "error")
 
 
 def _authenticate_bearer() -> None:
@@ -114,8 +180,25 @@ def _check_access() -> Response | None:
     if request.path.startswith("/api/") and request.method not in SAFE_METHODS and not g.get("token_auth"):
         abort(401, description=_("Changes through the API need an API token (Authorization: Bearer …)."))
     g.actor_token = audit.set_actor(audit.Actor(current_user.id, current_user.email))
+    if not g.get("token_auth"):
+        detour = _detour(current_user)
+        if detour is not None and request.endpoint not in DETOUR_ENDPOINTS:
+            # Nothing else until it is done; API tokens are not sessions, and go on working.
+            if wants_json():
+                abort(403, description=_("Finish logging in on the web page first (a new password or "
+                                         "two-factor sign-in is required)."))
+            return redirect(url_for(detour))
     if not rule_allows(rule, current_user.role):
         abort(403)
+    return None
+
+
+def _detour(user: User) -> str | None:
+    """The page a logged-in user must see before any other: a new password first, then two-factor set-up."""
+    if user.must_change_password:
+        return "auth.password_required"
+    if two_factor.must_enrol(user, current_app.config):
+        return "auth.two_factor_setup"
     return None
 
 

@@ -34,9 +34,10 @@ SYSTEM = Actor(None, "system")
 _actor: contextvars.ContextVar[Actor] = contextvars.ContextVar("audit_actor", default=SYSTEM)
 
 # Columns never copied into the log: secrets and hashes of secrets, and derived columns (a site's path).
-_SECRET_COLUMNS = {"password_hash", "token_hash", "path"}
-# Columns whose changes alone are not worth an entry (every login would otherwise log an update).
-_QUIET_COLUMNS = {"last_login_at"}
+_SECRET_COLUMNS = {"password_hash", "token_hash", "path", "totp_secret", "code_hash"}
+# Columns whose changes alone are not worth an entry (every login would otherwise log an update); ended sessions
+# are recorded as events of their own (sessions_end), with the reason.
+_QUIET_COLUMNS = {"last_login_at", "session_version", "totp_last_step"}
 _AUDITED: set[type] = set()
 
 

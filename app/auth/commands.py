@@ -20,19 +20,44 @@ def user() -> None:
               ("admin", "secretariat", "technician", "operator", "viewer", "site_staff")]))
 @click.option("--name", default="")
 @click.option("--site", "site_code", default=None, help="Site code (site staff only).")
-def user_add(email: str, role: str, name: str, site_code: str | None) -> None:
-    """Create a user; the password comes from a prompt, or from the first line of stdin."""
-    from app.auth.service import create_user
+@click.option("--generate-password", is_flag=True,
+              help="Generate a password, print it once; the user chooses their own at first login.")
+def user_add(email: str, role: str, name: str, site_code: str | None, generate_password: bool) -> None:
+    """Create a user; the password comes from a prompt, or from the first line of stdin, or is generated."""
+    from app.auth.service import create_user, generated_password
     from app.db import commit_scope
 
-    if sys.stdin.isatty():
+    if generate_password:
+        password = generated_password()
+    elif sys.stdin.isatty():
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     else:
         password = sys.stdin.readline().rstrip("\r\n")
 
     with commit_scope() as session:
-        created = create_user(session, email, role, password, name=name, site_code=site_code)
+        created = create_user(session, email, role, password, name=name, site_code=site_code,
+                              must_change_password=generate_password)
         click.echo(f"user {created.email} ({created.role.value}) created")
+    if generate_password:
+        click.echo(f"password: {password}  (shown once; they choose their own at the first login)")
+
+
+@user.command("two-factor-off")
+@with_appcontext
+@click.argument("email")
+def user_two_factor_off(email: str) -> None:
+    """Turn off a user's two-factor sign-in (a lost phone and lost recovery codes) and end their sessions."""
+    from app.auth import two_factor
+    from app.auth.audit import acting_as
+    from app.auth.service import end_sessions, get_user
+    from app.db import commit_scope
+
+    with acting_as("cli"), commit_scope() as session:
+        user = get_user(session, email)
+        two_factor.turn_off(session, user)
+        end_sessions(session, user, "two-factor off")
+    click.echo(f"two-factor sign-in of {email} is off; they set it up again at their next login if their role "
+               "requires it")
 
 
 @click.group()

@@ -29,6 +29,24 @@ def _role_choices() -> list[SelectChoice]:
 class LoginForm(CheckedForm):
     email = EmailField(_l("Email"), validators=[DataRequired()])
     password = PasswordField(_l("Password"), validators=[DataRequired()])
+    remember = BooleanField(_l("Remember me on this computer"),
+                            description=_l("Only on a computer of your own: the session then lasts days, not hours."))
+
+
+class LoginCodeForm(CheckedForm):
+    code = StringField(_l("Code"), validators=[DataRequired(), Length(max=20)],
+                       description=_l("The six digits your authenticator app shows, or one of your recovery codes."))
+
+
+class TwoFactorConfirmForm(CheckedForm):
+    code = StringField(_l("Code from the app"), validators=[DataRequired(), Length(max=10)])
+
+
+class PasswordRequiredForm(CheckedForm):
+    new_password = PasswordField(_l("New password"), validators=[
+        DataRequired(), Length(min=MIN_PASSWORD_LENGTH, message=_l("At least %(min)d characters."))])
+    confirm = PasswordField(_l("New password again"), validators=[
+        DataRequired(), EqualTo("new_password", message=_l("The two new passwords differ."))])
 
 
 class LanguageForm(CheckedForm):
@@ -63,8 +81,11 @@ class UserCreateForm(CheckedForm):
     role = SelectField(_l("Role"), choices=_role_choices(), default=Role.VIEWER.value)
     site = StringField(_l("Site code"), validators=[_SiteRule(), Length(max=32)],
                        description=_l("Required for site staff: the site they belong to."))
+    scope = SelectField(_l("Scope"), choices=[], validate_choice=False,
+                        description=_l("The site whose subtree the user sees and changes; empty: the whole tree."))
     password = PasswordField(_l("Initial password"), validators=[
-        DataRequired(), Length(min=MIN_PASSWORD_LENGTH, message=_l("At least %(min)d characters."))])
+        Optional(), Length(min=MIN_PASSWORD_LENGTH, message=_l("At least %(min)d characters."))],
+        description=_l("Leave empty to have one generated. Either way the user chooses their own at first login."))
 
 
 class UserEditForm(CheckedForm):
@@ -72,6 +93,8 @@ class UserEditForm(CheckedForm):
     role = SelectField(_l("Role"), choices=_role_choices())
     site = StringField(_l("Site code"), validators=[_SiteRule(), Length(max=32)],
                        description=_l("Required for site staff: the site they belong to."))
+    scope = SelectField(_l("Scope"), choices=[], validate_choice=False,
+                        description=_l("The site whose subtree the user sees and changes; empty: the whole tree."))
     active = BooleanField(_l("Active (may log in and use API tokens)"))
 
 

@@ -42,7 +42,9 @@ def hash_password(password: str) -> str:
 
 
 def create_user(session: so.Session, email: str, role: Role | str, password: str, name: str = "",
-                site_code: str | None = None) -> User:
+                site_code: str | None = None, *, must_change_password: bool = False) -> User:
+    """A new user; `must_change_password` when the password was generated or chosen by someone else (they set
+    their own at the first login)."""
     email = normalise_email(email)
     try:
         role = Role(role)
@@ -59,7 +61,8 @@ def create_user(session: so.Session, email: str, role: Role | str, password: str
         site = session.scalar(sa.select(_site_model()).where(_site_model().code == site_code))
         if site is None:
             raise NotFound(_("No site with code '%(code)s'.", code=site_code), {"site": [_("no such site")]})
-    user = User(email=email, role=role, name=name, password_hash=hash_password(password), site=site)
+    user = User(email=email, role=role, name=name, password_hash=hash_password(password), site=site,
+                must_change_password=must_change_password)
     session.add(user)
     session.flush()
     return user
@@ -67,6 +70,18 @@ def create_user(session: so.Session, email: str, role: Role | str, password: str
 
 def set_password(user: User, password: str) -> None:
     user.password_hash = hash_password(password)
+
+
+def generated_password() -> str:
+    """A password for someone to replace at their first login (the demo admin, a user made without one)."""
+    return secrets.token_urlsafe(12)
+
+
+def end_sessions(session: so.Session, user: User, reason: str) -> None:
+    """End every session of the user, on every browser: each carries the version it was opened under, and
+    app.auth.access logs out one whose version is older. API tokens are not sessions and keep working."""
+    user.session_version = (user.session_version or 0) + 1
+    audit.record(session, "sessions_end", "User", str(user.id), f"{user.email}: {reason}")
 
 
 def authenticate(session: so.Session, email: str, password: str) -> User | None:
@@ -168,6 +183,22 @@ def _site_by_code(session: so.Session, site_code: str) -> Any:
     return site
 
 
+def scope_choices(session: so.Session) -> list[tuple[str, str]]:
+    """The sites a user can be confined to (by code), highest first; "" is the whole tree."""
+    site_model = _site_model()
+    sites = session.scalars(sa.select(site_model).order_by(site_model.path))
+    return [("", _("The whole tree")), *((s.code, f"{s.code} · {s.name}") for s in sites)]
+
+
+def set_scope(session: so.Session, user: User, site_code: str | None) -> User:
+    """Confine the user to a site's subtree (app.sites.scope), or give them the whole tree (empty); audited with
+    the user's other changes."""
+    site = _site_by_code(session, site_code) if site_code and site_code.strip() else None
+    user.scope_site_id = site.id if site is not None else None
+    session.flush()
+    return user
+
+
 def update_user(session: so.Session, user: User, *, name: str, role: Role | str, site_code: str | None,
                 active: bool, by: User | None) -> User:
     """Change a user's name, role, site and active flag, as `by` (None: the command line).
@@ -182,6 +213,7 @@ def update_user(session: so.Session, user: User, *, name: str, role: Role | str,
     site = _site_by_code(session, site_code) if site_code and site_code.strip() else None
     if role is Role.SITE_STAFF and site is None:
         raise Invalid(_("A site staff user must belong to a site."), {"site": [_("required for site staff")]})
+    deactivated = user.active and not active
     loses_admin = user.role is Role.ADMIN and user.active and (role is not Role.ADMIN or not active)
     if loses_admin and by is not None and by.id == user.id:
         fields = {}
@@ -203,6 +235,8 @@ def update_user(session: so.Session, user: User, *, name: str, role: Role | str,
     user.role = role
     user.site = site
     user.active = active
+    if deactivated:
+        end_sessions(session, user, "deactivated")
     session.flush()
     return user
 
@@ -215,11 +249,33 @@ def change_own_password(session: so.Session, user: User, current: str, new: str)
         raise Invalid(_("The current password is wrong."),
                       {"current_password": [_("wrong password")]}) from exc
     _set_password_recorded(session, user, new, "password_change", "new_password")
+    user.must_change_password = False
+    # Whoever else held a session (a copied cookie, a forgotten browser) is logged out; the caller re-stamps
+    # the session of the user at the keyboard.
+    end_sessions(session, user, "password_change")
+
+
+def replace_given_password(session: so.Session, user: User, new: str) -> None:
+    """A user told to choose their own password (theirs was generated or set by an admin) does so; the one they
+    were given is refused, since someone else knows it."""
+    try:
+        _hasher.verify(user.password_hash or _DUMMY_HASH, new)
+    except (VerificationError, InvalidHashError):
+        pass
+    else:
+        raise Invalid(_("Choose a password other than the one you were given."),
+                      {"new_password": [_("the same as the given password")]})
+    _set_password_recorded(session, user, new, "password_change", "new_password")
+    user.must_change_password = False
+    end_sessions(session, user, "password_change")
 
 
 def reset_password(session: so.Session, user: User, new: str) -> None:
-    """An admin sets a new password for a user (who forgot theirs)."""
+    """An admin sets a new password for a user (who forgot theirs): the user's sessions end, and they choose a
+    password of their own at the next login (the admin knows this one)."""
     _set_password_recorded(session, user, new, "password_reset", "password")
+    user.must_change_password = True
+    end_sessions(session, user, "password_reset")
 
 
 def _set_password_recorded(session: so.Session, user: User, new: str, action: str, field: str) -> None:

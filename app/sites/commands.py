@@ -30,9 +30,9 @@ def seed_demo(layout: str, if_empty: bool) -> None:
         email, password = "admin@tuyenquang.example.com", None
         if session.scalar(sa.select(User.id).where(User.email == email)) is None:
             password = secrets.token_urlsafe(12)
-            create_user(session, email, Role.ADMIN, password, name="Quản trị demo")
+            create_user(session, email, Role.ADMIN, password, name="Quản trị demo", must_change_password=True)
     click.echo(f"demo data loaded ({layout})")
     if password:
-        click.echo(f"demo admin: {email}  password: {password}  (shown once; change it after login)")
+        click.echo(f"demo admin: {email}  password: {password}  (shown once; you choose your own at the first login)")
 
 commands = [seed_demo]
