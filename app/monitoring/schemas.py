@@ -3,6 +3,8 @@ incidents and the meetings at risk."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
 from flask_babel import lazy_gettext as _l
 from marshmallow import fields, validate
@@ -34,6 +36,14 @@ class Alert(_Tolerant):
     ends_at = fields.AwareDateTime(data_key="endsAt", allow_none=True, load_default=None)
     fingerprint = fields.String(required=True, validate=validate.Length(min=1, max=64))
     generator_url = fields.String(data_key="generatorURL", load_default="")
+
+    @ma.pre_load
+    def _zero_end_is_no_end(self, data: Any, **_kwargs: object) -> Any:
+        # Alertmanager writes Go's zero time (0001-01-01T00:00:00Z) as the end of an alert still firing: that is
+        # "no end", not a time, and the shared rule (years from 1900) must not refuse the alert for it.
+        if isinstance(data, dict) and str(data.get("endsAt", "")).startswith("0001-01-01"):
+            data = {**data, "endsAt": None}
+        return data
 
     @ma.validates("labels")
     def _has_alertname(self, value: dict[str, str], **_kwargs: object) -> None:

@@ -9,10 +9,12 @@ from typing import Any, TypeVar
 from flask import request
 from flask_babel import gettext as _
 from flask_smorest import Blueprint, abort
-from webargs.flaskparser import FlaskParser
+from webargs import core
+from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import HTTPException
 
 from app.extensions import api
+from app.web.cycle import load_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -21,6 +23,19 @@ class StrictParser(FlaskParser):
     # Query strings follow their schema's Meta.unknown (RAISE) too: a misspelt filter silently ignored would
     # answer with the whole unfiltered list.
     DEFAULT_UNKNOWN_BY_LOCATION = dict.fromkeys(FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION)
+
+    def _raw_load_json(self, req: Any) -> Any:
+        # The request cycle's JSON parser, with its limits (depth, size, NUL and lone surrogates), instead of a
+        # bare json.loads whose RecursionError on a deep body would be a 500. Undecodable bytes stay webargs'
+        # own 400 (it turns the UnicodeDecodeError into invalid JSON).
+        if not is_json_request(req):
+            return core.missing
+        data = req.get_data(cache=True)
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return core.parse_json(data)
+        return load_json(data)
 
 
 class ApiBlueprint(Blueprint):

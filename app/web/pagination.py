@@ -46,6 +46,8 @@ def paginate(stmt: sa.Select[Any], number: int, size: int, unique: bool = False,
 
 def paginate_request(stmt: sa.Select[Any], unique: bool = False) -> Page:
     """The page a list page's ?page= asks for, of the configured size."""
-    raw = request.args.get("page", "").strip()
-    return paginate(stmt, int(raw) if raw.isdigit() else 1, int(current_app.config["PAGE_SIZE"]), unique,
-                    clamp=True)
+    # Not a number ("²" is a digit to str.isdigit, not to int), or one past any list: the first page, or (clamped)
+    # the last.
+    number = request.args.get("page", 1, type=int)
+    return paginate(stmt, number if number is not None and number > 0 else 1, int(current_app.config["PAGE_SIZE"]),
+                    unique, clamp=True)

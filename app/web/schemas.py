@@ -1,6 +1,7 @@
 """What every JSON API's schemas share: strict input (unknown fields refused, messages in the client's language,
-text checked for line breaks and control characters, a PATCH without a body refused), times out in UTC, the page
-and page-size query, and the page envelope of a list."""
+text checked for line breaks, control characters and lone surrogates, integers within the database's integer, a
+PATCH without a body refused), ids, times out in UTC, the page and page-size query, and the page envelope of a
+list."""
 
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ from flask_babel import lazy_gettext as _l
 from marshmallow import fields, validate
 
 MAX_PAGE_SIZE = 200
+# Every id is a PostgreSQL integer column (app.web.converters bounds them in addresses the same way), and so is
+# every other integer the API stores: a number past these is the client's mistake, answered 422 naming the field,
+# never a value the database refuses with a 500.
+ID_MIN, ID_MAX = 1, 2**31 - 1
+INTEGER_MIN, INTEGER_MAX = -(2**31), 2**31 - 1
 
 
 # marshmallow's own messages, the same English text, in the client's language: a lazy message is looked up
@@ -41,9 +47,17 @@ MULTI_LINE_KEPT = frozenset("\n\t")
 
 
 def _forbidden(value: str, kept: frozenset[str] = frozenset()) -> bool:
-    """A control character (C0, DEL, C1) or a Unicode line/paragraph separator not in `kept`: a title with a
-    line break forges mail headers and iCalendar lines, a NUL or an escape garbles every page that shows it."""
-    return any(char not in kept and (unicodedata.category(char) in ("Cc", "Zl", "Zp")) for char in value)
+    """A control character (C0, DEL, C1), a Unicode line/paragraph separator not in `kept`, or a lone surrogate:
+    a title with a line break forges mail headers and iCalendar lines, a NUL or an escape garbles every page that
+    shows it (and PostgreSQL refuses NUL in text), and a lone surrogate (JSON's "\\ud800") is no character at all:
+    it cannot be written as UTF-8, to the database or to a page."""
+    return any(char not in kept and (unicodedata.category(char) in ("Cc", "Zl", "Zp", "Cs")) for char in value)
+
+
+def unstorable(value: str) -> bool:
+    """What no text anywhere may hold, one line or several, a query's search words too: NUL (PostgreSQL's text
+    refuses it) and lone surrogates (no UTF-8 for them)."""
+    return "\x00" in value or any("\ud800" <= char <= "\udfff" for char in value)
 
 
 def single_line_problem(value: str) -> str | None:
@@ -84,27 +98,64 @@ class Text(fields.String):
         return normalise_newlines(text) if isinstance(text, str) else text
 
 
-def _string_fields(field_obj: fields.Field) -> Iterator[fields.String]:
-    """The String fields in a field, inside lists, tuples and dicts too (their inner fields are not bound to the
+class Id(fields.Integer):
+    """A reference to a stored row: an integer from 1 to 2**31 - 1 (a number in a string is refused, as JSON
+    says what a number is)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+        self.validators = [*self.validators, validate.Range(ID_MIN, ID_MAX)]
+
+
+# Added to every Integer of an Input (see Input.on_bind_field); apispec documents it as minimum and maximum.
+_INTEGER_RANGE = validate.Range(INTEGER_MIN, INTEGER_MAX)
+# Times and dates of an Input lie from 1900 (nothing this network looks back on is older) to a day before the end
+# of Python's calendar: a time at the very end of 9999, or one whose offset takes it past (0001-01-01T00:00+07:00
+# is in year 0 in UTC), would end in an OverflowError at the first conversion or timedelta, a 500. Within these
+# bounds the domains refuse what is too far ahead in their own words (app.meetings: "at most N days ahead").
+FIRST_YEAR = 1900
+_LAST_TIME = dt.datetime.max.replace(tzinfo=dt.UTC) - dt.timedelta(days=1)
+
+
+def _within_the_calendar(value: dt.date) -> None:
+    if isinstance(value, dt.datetime):
+        try:
+            inside = value.year >= FIRST_YEAR and (value.tzinfo is None or value.astimezone(dt.UTC) <= _LAST_TIME)
+        except OverflowError:
+            inside = False
+    else:
+        inside = isinstance(value, dt.date) and FIRST_YEAR <= value.year and value < _LAST_TIME.date()
+    if not inside:
+        raise ma.ValidationError(str(_l("must lie between the years %(first)s and %(last)s",
+                                        first=FIRST_YEAR, last=dt.MAXYEAR)))
+
+
+def _leaf_fields(field_obj: fields.Field) -> Iterator[fields.Field]:
+    """The fields in a field, inside lists, tuples and dicts too (their inner fields are not bound to the
     schema, so on_bind_field never sees them; nested schemas are Inputs and check their own)."""
-    if isinstance(field_obj, fields.String):
-        yield field_obj
-    elif isinstance(field_obj, fields.List):
-        yield from _string_fields(field_obj.inner)
+    if isinstance(field_obj, fields.List):
+        yield from _leaf_fields(field_obj.inner)
     elif isinstance(field_obj, fields.Tuple):
         for inner in field_obj.tuple_fields:
-            yield from _string_fields(inner)
+            yield from _leaf_fields(inner)
     elif isinstance(field_obj, fields.Dict):  # fields.Dict is a Mapping
         for inner in (field_obj.key_field, field_obj.value_field):
             if inner is not None:
-                yield from _string_fields(inner)
+                yield from _leaf_fields(inner)
+    else:
+        yield field_obj
+
+
+def _string_fields(field_obj: fields.Field) -> Iterator[fields.String]:
+    return (leaf for leaf in _leaf_fields(field_obj) if isinstance(leaf, fields.String))
 
 
 class Input(ma.Schema):
     """The strict base of every API input schema.
 
-    Text: every fields.String (inside lists and dicts too) is one line — no CR, LF or other control character —
-    and every `Text` may hold newlines and tabs only; the error names the field. A PATCH without a body is
+    Text: every fields.String (inside lists and dicts too) is one line — no CR, LF or other control character,
+    no lone surrogate — and every `Text` may hold newlines and tabs only; the error names the field. Integers:
+    every fields.Integer is within the database's integer (ids: `Id`, from 1). A PATCH without a body is
     refused (the document says the body is required; an empty object changes nothing, and is allowed)."""
 
     class Meta:
@@ -126,6 +177,11 @@ class Input(ma.Schema):
             # the check here never touches another schema's field.
             if check not in text.validators:
                 text.validators = [*text.validators, check]
+        for leaf in _leaf_fields(field_obj):
+            if isinstance(leaf, fields.Integer) and _INTEGER_RANGE not in leaf.validators:
+                leaf.validators = [*leaf.validators, _INTEGER_RANGE]
+            elif isinstance(leaf, fields.DateTime | fields.Date) and _within_the_calendar not in leaf.validators:
+                leaf.validators = [*leaf.validators, _within_the_calendar]
 
     @ma.pre_load
     def _patch_needs_a_body(self, data: Any, **_kwargs: Any) -> Any:
