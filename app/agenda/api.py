@@ -28,6 +28,7 @@ from app.auth.models import Role
 from app.db import db
 from app.meetings import service as meetings
 from app.meetings.models import Meeting
+from app.sites.scope import request_scope
 from app.web.access import login_required_only, require
 from app.web.api import ApiBlueprint, StrictParser
 from app.web.schemas import Input, UTCDateTime
@@ -176,6 +177,11 @@ def _readable(meeting_id: int) -> Meeting:
     return agenda.readable_meeting(db.session, current_user, meeting_id)
 
 
+def _editable(meeting_id: int) -> Meeting:
+    """The meeting to change: outside the user's scope, 404 (unseen) or 403 (its host outside)."""
+    return meetings.get_meeting(db.session, meeting_id, request_scope())
+
+
 # ---------------------------------------------------------------- the agenda
 
 agenda_bp = MeetingApiBlueprint("agenda", "A meeting's agenda: the draft, publishing, and the published versions.")
@@ -199,7 +205,7 @@ def get_agenda(meeting_id: int) -> Args:
 @agenda_bp.fails(404, 422)
 def add_item(data: Args, meeting_id: int) -> AgendaItem:
     """Add an item at the end of the draft."""
-    return agenda.add_item(db.session, meetings.get_meeting(db.session, meeting_id), data)
+    return agenda.add_item(db.session, _editable(meeting_id), data)
 
 
 @agenda_bp.route("/<int:meeting_id>/agenda/items/<int:item_id>", endpoint="item")
@@ -210,7 +216,7 @@ class AgendaItemView(MethodView):
     @agenda_bp.fails(404, 409, 422)
     def patch(self, data: Args, meeting_id: int, item_id: int) -> AgendaItem:
         """Change a draft item; `position` moves it."""
-        item = agenda.get_draft_item(db.session, meetings.get_meeting(db.session, meeting_id), item_id)
+        item = agenda.get_draft_item(db.session, _editable(meeting_id), item_id)
         position = data.pop("position", None)
         if data:
             agenda.update_item(db.session, item, data)
@@ -223,7 +229,7 @@ class AgendaItemView(MethodView):
     @agenda_bp.fails(404, 409)
     def delete(self, meeting_id: int, item_id: int) -> None:
         """Remove a draft item with its documents; published versions keep theirs."""
-        agenda.remove_item(db.session, agenda.get_draft_item(db.session, meetings.get_meeting(db.session, meeting_id),
+        agenda.remove_item(db.session, agenda.get_draft_item(db.session, _editable(meeting_id),
                                                              item_id))
 
 
@@ -233,7 +239,7 @@ class AgendaItemView(MethodView):
 @agenda_bp.fails(404, 409, 422)
 def publish(meeting_id: int) -> tuple[AgendaVersion, int, dict[str, str]]:
     """Publish the draft as the next version and tell the sites what changed; refused when nothing did."""
-    version = agenda.publish(db.session, meetings.get_meeting(db.session, meeting_id), published_by_id=current_user.id)
+    version = agenda.publish(db.session, _editable(meeting_id), published_by_id=current_user.id)
     return version, 201, {"Location": url_for(".version", meeting_id=meeting_id, number=version.number)}
 
 
@@ -269,7 +275,7 @@ class DocumentCollection(MethodView):
     @documents_bp.fails(404, 409, 413, 422)
     def post(self, data: Args, meeting_id: int) -> tuple[Document, int, dict[str, str]]:
         """Upload a document to the draft (multipart/form-data: file, item_id)."""
-        meeting = meetings.get_meeting(db.session, meeting_id)
+        meeting = _editable(meeting_id)
         item = agenda.get_draft_item(db.session, meeting, data["item_id"]) if data.get("item_id") else None
         upload = data["file"]
         document = agenda.add_document(db.session, meeting, agenda.Upload(upload.stream, upload.filename or ""),
@@ -283,7 +289,7 @@ class DocumentCollection(MethodView):
 @documents_bp.fails(404, 409)
 def remove_document(meeting_id: int, document_id: int) -> None:
     """Remove a document from the draft; published versions keep theirs."""
-    meeting = meetings.get_meeting(db.session, meeting_id)
+    meeting = _editable(meeting_id)
     agenda.remove_document(db.session, agenda.get_draft_document(db.session, meeting, document_id))
 
 
@@ -294,7 +300,7 @@ def remove_document(meeting_id: int, document_id: int) -> None:
 @documents_bp.fails(404, 409, 413, 422)
 def replace_document(data: Args, meeting_id: int, document_id: int) -> Document:
     """Put a new file in a draft document's place (multipart/form-data: file)."""
-    meeting = meetings.get_meeting(db.session, meeting_id)
+    meeting = _editable(meeting_id)
     document = agenda.get_draft_document(db.session, meeting, document_id)
     upload = data["file"]
     return agenda.replace_document(db.session, document, agenda.Upload(upload.stream, upload.filename or ""),

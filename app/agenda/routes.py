@@ -26,6 +26,7 @@ from app.db import db
 from app.errors import DomainError, NotFound
 from app.meetings import service as meetings
 from app.meetings.models import Classification, Meeting
+from app.sites.scope import request_scope
 from app.web.access import login_required_only, public, require
 from app.web.forms import CheckedForm
 
@@ -70,7 +71,8 @@ def _agenda_url(meeting: Meeting) -> str:
 
 
 def _editable(meeting_id: int) -> Meeting:
-    return meetings.get_meeting(db.session, meeting_id)
+    """The meeting to change: outside the user's scope, 404 (unseen) or 403 (its host outside)."""
+    return meetings.get_meeting(db.session, meeting_id, request_scope())
 
 
 def _render_agenda(meeting: Meeting, item_form: ItemForm | None = None, upload_form: UploadForm | None = None,

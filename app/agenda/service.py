@@ -35,6 +35,8 @@ from app.db import utcnow
 from app.errors import Conflict, DomainError, Invalid, NotFound
 from app.meetings import signals
 from app.meetings.models import Classification, Meeting, Occurrence, OccurrenceStatus, Participation
+from app.meetings.queries import seen_from
+from app.sites.scope import scope_of
 from app.web.schemas import single_line_problem
 
 ITEM_FIELDS = {"title": 300, "presenter": 200}
@@ -58,7 +60,10 @@ class Upload:
 # ---------------------------------------------------------------- who may read
 
 def can_read(session: so.Session, user: User, meeting: Meeting) -> bool:
-    """Staff with meetings.view read every meeting; site staff those their site takes part in."""
+    """Staff with meetings.view read every meeting (that their scope sees); site staff those their site takes
+    part in."""
+    if not seen_from(session, scope_of(session, user), meeting):
+        return False
     if user.role is Role.SITE_STAFF:
         if user.site_id is None:
             return False

@@ -22,7 +22,9 @@ from wtforms.validators import Length
 from app.calendar import service
 from app.db import db
 from app.errors import DomainError
+from app.sites import scope as scopes
 from app.sites.models import Site, Status
+from app.sites.scope import request_scope
 from app.web.access import public, require
 from app.web.forms import CheckedForm
 
@@ -106,14 +108,17 @@ class FeedTokenForm(CheckedForm):
 
 def _feed_form() -> FeedTokenForm:
     form = FeedTokenForm()
-    sites = db.session.scalars(sa.select(Site).where(Site.status != Status.RETIRED).order_by(Site.path))
-    form.site_id.choices = [(0, _("The whole province (every meeting)")),
-                            *((s.id, f"{s.code} · {s.name}") for s in sites)]
+    scope = request_scope()
+    sites = db.session.scalars(sa.select(Site).where(Site.status != Status.RETIRED, scopes.within(scope, Site.id))
+                               .order_by(Site.path))
+    whole = [] if scope is not None else [(0, _("The whole province (every meeting)"))]
+    form.site_id.choices = [*whole, *((s.id, f"{s.code} · {s.name}") for s in sites)]
     return form
 
 
 def _feed_page(form: FeedTokenForm, status: int = 200, **context: object) -> ResponseReturnValue:
-    return render_template("calendar/feeds.html", form=form, tokens=service.feed_tokens(db.session),
+    return render_template("calendar/feeds.html", form=form,
+                           tokens=service.feed_tokens(db.session, request_scope()),
                            **context), status
 
 
@@ -131,7 +136,7 @@ def feed_create() -> ResponseReturnValue:
         return _feed_page(form, 422)
     try:
         token, secret = service.create_feed_token(db.session, form.site_id.data or None, form.name.data or "",
-                                                  created_by_id=current_user.id)
+                                                  created_by_id=current_user.id, scope=request_scope())
     except DomainError as error:
         db.session.rollback()
         form.form_errors.append(error.message)
@@ -145,6 +150,6 @@ def feed_create() -> ResponseReturnValue:
 @bp.post("/calendar/feeds/<int:token_id>/revoke")
 @require("meetings.book")
 def feed_revoke(token_id: int) -> ResponseReturnValue:
-    token = service.revoke_feed_token(db.session, token_id)
+    token = service.revoke_feed_token(db.session, token_id, request_scope())
     flash(_("Feed %(prefix)s… revoked: its address no longer works.", prefix=token.prefix), "success")
     return redirect(url_for("calendar.feed_list"))

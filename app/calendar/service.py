@@ -27,7 +27,9 @@ from app.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from app.meetings.models import Classification, Meeting, Occurrence, OccurrenceStatus, Participation
 from app.meetings.queries import can_see
 from app.queue import outbox
+from app.sites import scope as scopes
 from app.sites.models import Site
+from app.sites.scope import Scope, scope_of
 
 ATTENDANCE_SALT = "attendance"
 FEED_PAST_DAYS = 90  # a feed shows meetings from this many days back, and everything to come
@@ -155,6 +157,7 @@ def resend(session: so.Session, user: User, meeting_id: int, delivery_id: int | 
     meeting = session.get(Meeting, meeting_id)
     if meeting is None or not can_see(session, user, meeting):
         raise NotFound(_("No meeting with id %(id)s.", id=meeting_id))
+    scopes.require(scope_of(session, user), meeting.host_site_id)  # the host's secretariat sends again
     rows = failed_for_good(session, meeting_id)
     if delivery_id is not None:
         rows = [d for d in rows if d.id == delivery_id]
@@ -191,8 +194,10 @@ def feed_url(secret: str) -> str:
 
 
 def create_feed_token(session: so.Session, site_id: int | None, name: str = "",
-                      created_by_id: int | None = None) -> tuple[FeedToken, str]:
-    """A new feed token for a site (or the whole province, site_id None); the secret is returned once."""
+                      created_by_id: int | None = None, scope: Scope | None = None) -> tuple[FeedToken, str]:
+    """A new feed token for a site (or the whole province, site_id None); the secret is returned once. A scoped
+    user makes feeds of the sites in the scope only (403 naming it)."""
+    scopes.require(scope, site_id)
     site = None
     if site_id is not None:
         site = session.get(Site, site_id)
@@ -211,8 +216,11 @@ def create_feed_token(session: so.Session, site_id: int | None, name: str = "",
     return token, secret
 
 
-def revoke_feed_token(session: so.Session, token_id: int) -> FeedToken:
-    token = get_or_raise(session, FeedToken, token_id, _("No feed token with id %(id)s.", id=token_id))
+def revoke_feed_token(session: so.Session, token_id: int, scope: Scope | None = None) -> FeedToken:
+    message = _("No feed token with id %(id)s.", id=token_id)
+    token = get_or_raise(session, FeedToken, token_id, message)
+    if not scopes.sees(scope, token.site_id):
+        raise NotFound(message)
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         audit.record(session, "revoke", "FeedToken", str(token.id), summary=token.prefix)
@@ -220,9 +228,10 @@ def revoke_feed_token(session: so.Session, token_id: int) -> FeedToken:
     return token
 
 
-def feed_tokens(session: so.Session) -> list[FeedToken]:
-    return list(session.scalars(sa.select(FeedToken).order_by(FeedToken.revoked_at.is_not(None),
-                                                              FeedToken.created_at.desc(), FeedToken.id.desc())))
+def feed_tokens(session: so.Session, scope: Scope | None = None) -> list[FeedToken]:
+    return list(session.scalars(sa.select(FeedToken).where(scopes.within(scope, FeedToken.site_id))
+                                .order_by(FeedToken.revoked_at.is_not(None), FeedToken.created_at.desc(),
+                                          FeedToken.id.desc())))
 
 
 def feed_token(session: so.Session, secret: str) -> FeedToken:

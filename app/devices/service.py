@@ -35,9 +35,11 @@ from app.devices.profile import (
     Timing,
     profile_class,
 )
-from app.errors import DomainError, Invalid
+from app.errors import DomainError, Invalid, NotFound
 from app.queue import outbox
+from app.sites import scope as scopes
 from app.sites.models import Endpoint, Status
+from app.sites.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +105,19 @@ def open_device(session: so.Session, endpoint: Endpoint, host_keys: HostKeyPolic
 
 # ---------------------------------------------------------------- quick actions
 
-def get_endpoint(session: so.Session, endpoint_id: int) -> Endpoint:
-    return get_or_raise(session, Endpoint, endpoint_id, _("No endpoint with id %(id)s.", id=endpoint_id))
+def get_endpoint(session: so.Session, endpoint_id: int, scope: Scope | None = None) -> Endpoint:
+    """The endpoint, or 404 (also when it lies outside the scope)."""
+    return scopes.get_visible(session, scope, Endpoint, endpoint_id,
+                              _("No endpoint with id %(id)s.", id=endpoint_id))
 
 
-def get_action(session: so.Session, action_id: int) -> DeviceAction:
-    return get_or_raise(session, DeviceAction, action_id, _("No device action with id %(id)s.", id=action_id))
+def get_action(session: so.Session, action_id: int, scope: Scope | None = None) -> DeviceAction:
+    """The action, or 404 (also when its endpoint lies outside the scope)."""
+    message = _("No device action with id %(id)s.", id=action_id)
+    action = get_or_raise(session, DeviceAction, action_id, message)
+    if not scopes.sees(scope, action.endpoint.site_id):
+        raise NotFound(message)
+    return action
 
 
 def parse_action(value: str) -> ActionKind:

@@ -27,6 +27,7 @@ from app.meetings import queries, schemas, service
 from app.meetings.availability import Availability, WorkingHours, check_availability
 from app.meetings.models import Meeting
 from app.meetings.service import BookingRequest, Recurrence
+from app.sites.scope import request_scope
 from app.web.access import login_required_only, require
 from app.web.api import ApiBlueprint
 from app.web.pagination import paginate
@@ -83,7 +84,7 @@ class MeetingCollection(MethodView):
         """List meetings, those still to come first (soonest first): search, status, a subtree, a site."""
         f = queries.MeetingFilter(q=args.get("q", "").strip(), status=args["status"].value if "status" in args
                                   else "", within=args.get("within"), site_id=args.get("site_id"),
-                                  viewer_site_id=_viewer_site())
+                                  viewer_site_id=_viewer_site(), scope=request_scope())
         stmt = queries.meeting_query(db.session, f)
         page = paginate(stmt, args["page"], args["page_size"])
         found = queries.summaries(db.session, page.items)
@@ -96,7 +97,8 @@ class MeetingCollection(MethodView):
     @meetings.fails(404, 409, 422)
     def post(self, data: Args) -> tuple[Any, int, dict[str, str]]:
         """Book a meeting (or a series, or a draft); 409 with every clash of every occurrence when refused."""
-        meeting = service.book_meeting(db.session, _booking_request(data), created_by_id=current_user.id)
+        meeting = service.book_meeting(db.session, _booking_request(data), created_by_id=current_user.id,
+                                       scope=request_scope())
         return _shown(meeting), 201, {"Location": url_for(".item", meeting_id=meeting.id)}
 
 
@@ -118,7 +120,7 @@ class MeetingItem(MethodView):
 @meetings.fails(404, 409, 422)
 def cancel_meeting(_data: Args, meeting_id: int) -> Meeting:
     """Cancel every occurrence still to come; the sites receive a cancellation."""
-    return _shown(service.cancel_meeting(db.session, service.get_meeting(db.session, meeting_id)))
+    return _shown(service.cancel_meeting(db.session, service.get_meeting(db.session, meeting_id, request_scope())))
 
 
 @meetings.route("/<int:meeting_id>/schedule", methods=["POST"], endpoint="schedule")
@@ -128,7 +130,7 @@ def cancel_meeting(_data: Args, meeting_id: int) -> Meeting:
 @meetings.fails(404, 409, 422)
 def schedule_draft(_data: Args, meeting_id: int) -> Meeting:
     """Check a draft's occurrences and make them hold their resources; 409 with the clashes when refused."""
-    return _shown(service.schedule_draft(db.session, service.get_meeting(db.session, meeting_id)))
+    return _shown(service.schedule_draft(db.session, service.get_meeting(db.session, meeting_id, request_scope())))
 
 
 @meetings.route("/occurrences/<int:occurrence_id>/move", methods=["POST"], endpoint="move_occurrence")
@@ -138,7 +140,7 @@ def schedule_draft(_data: Args, meeting_id: int) -> Meeting:
 @meetings.fails(404, 409, 422)
 def move_occurrence(data: Args, occurrence_id: int) -> Meeting:
     """Move one occurrence, or it and all later ones (answered with the new series, which has its own UID)."""
-    occurrence = service.get_occurrence(db.session, occurrence_id)
+    occurrence = service.get_occurrence(db.session, occurrence_id, request_scope())
     return _shown(service.move_occurrence(db.session, occurrence, data["starts_at"], data["ends_at"],
                                           following=data["following"]))
 
@@ -150,7 +152,7 @@ def move_occurrence(data: Args, occurrence_id: int) -> Meeting:
 @meetings.fails(404, 409, 422)
 def cancel_occurrence(data: Args, occurrence_id: int) -> Meeting:
     """Cancel one occurrence, or it and all later ones (the series then ends before it)."""
-    occurrence = service.get_occurrence(db.session, occurrence_id)
+    occurrence = service.get_occurrence(db.session, occurrence_id, request_scope())
     return _shown(service.cancel_occurrence(db.session, occurrence, following=data["following"]))
 
 

@@ -530,3 +530,24 @@ def release(session: so.Session, occurrence: Occurrence) -> None:
     if occurrence.id is not None:
         session.execute(sa.delete(LinkReservation).where(LinkReservation.occurrence_id == occurrence.id))
         session.expire(occurrence, ["link_reservations"])
+
+
+def meetings_over_maintenance(session: so.Session, window: MaintenanceWindow) -> list[tuple[str, dt.datetime]]:
+    """The booked occurrences a maintenance window overlaps from their setup start, (title, start) soonest first:
+    what the technician is warned of when making the window (booking refuses the other way round)."""
+    held = sa.and_(Occurrence.status.in_(HOLDING), Occurrence.setup_starts_at < window.ends_at,
+                   Occurrence.ends_at > window.starts_at)
+    if window.link_id is not None:
+        on = Occurrence.id.in_(sa.select(LinkReservation.occurrence_id).where(
+            LinkReservation.link_id == window.link_id, LinkReservation.starts_at < window.ends_at,
+            LinkReservation.ends_at > window.starts_at))
+    elif window.bridge_id is not None:
+        on = Occurrence.bridge_id == window.bridge_id
+    elif window.endpoint_id is not None:
+        on = Occurrence.id.in_(sa.select(Participation.occurrence_id).where(
+            Participation.endpoint_id == window.endpoint_id))
+    else:
+        on = Occurrence.id.in_(sa.select(Participation.occurrence_id).where(Participation.site_id == window.site_id))
+    return [(title, starts_at) for title, starts_at in session.execute(
+        sa.select(Meeting.title, Occurrence.starts_at).join(Meeting, Meeting.id == Occurrence.meeting_id)
+        .where(held, on).order_by(Occurrence.starts_at, Occurrence.id).limit(20))]

@@ -25,6 +25,7 @@ from app.db import utcnow
 from app.errors import NotFound
 from app.meetings.models import HOLDING, Meeting, Occurrence, OccurrenceStatus, Participation
 from app.sites.models import Site, Status
+from app.sites.scope import Scope, scope_of
 
 # ---------------------------------------------------------------- occurrences holding their resources
 
@@ -58,8 +59,23 @@ def _takes_part(site_id: int) -> sa.ColumnElement[bool]:
                      .where(Occurrence.meeting_id == Meeting.id, Participation.site_id == site_id))
 
 
+def in_scope(scope: Scope) -> sa.ColumnElement[bool]:
+    """Meetings a scope sees: hosted in it, or with a site of it taking part in any occurrence."""
+    return sa.or_(scope.clause(Meeting.host_site_id), sa.exists(
+        sa.select(Participation.id).join(Occurrence, Participation.occurrence_id == Occurrence.id)
+        .where(Occurrence.meeting_id == Meeting.id, scope.clause(Participation.site_id))))
+
+
+def seen_from(session: so.Session, scope: Scope | None, meeting: Meeting) -> bool:
+    return scope is None or session.scalar(
+        sa.select(sa.literal(True)).where(Meeting.id == meeting.id, in_scope(scope))) is not None
+
+
 def can_see(session: so.Session, user: User, meeting: Meeting) -> bool:
-    """Staff with meetings.view see every meeting; site staff those in which their site takes part."""
+    """Staff with meetings.view see every meeting (in their scope); site staff those in which their site takes
+    part."""
+    if not seen_from(session, scope_of(session, user), meeting):
+        return False
     if user.role is Role.SITE_STAFF:
         return user.site_id is not None and session.scalar(
             sa.select(sa.literal(True)).where(Meeting.id == meeting.id, _takes_part(user.site_id))) is not None
@@ -92,6 +108,7 @@ class MeetingFilter:
     within: int | None = None  # a site id: meetings in which a site of its subtree takes part
     site_id: int | None = None  # meetings in which this one site takes part
     viewer_site_id: int | None = None  # site staff: their own site, always applied
+    scope: Scope | None = None  # the user's: always applied
 
 
 def meeting_query(session: so.Session, f: MeetingFilter, now: dt.datetime | None = None) -> sa.Select[tuple[Meeting]]:
@@ -99,6 +116,8 @@ def meeting_query(session: so.Session, f: MeetingFilter, now: dt.datetime | None
     ones (latest first)."""
     now = now or utcnow()
     stmt = sa.select(Meeting)
+    if f.scope is not None:
+        stmt = stmt.where(in_scope(f.scope))
     if f.q:
         like = f"%{f.q.lower()}%"
         stmt = stmt.where(sa.or_(sa.func.lower(Meeting.title).like(like), sa.func.lower(Meeting.chair).like(like),
@@ -204,10 +223,12 @@ class CalendarRange:
 
 def occurrences_between(session: so.Session, start: dt.datetime, end: dt.datetime, *, within: int | None = None,
                         site_id: int | None = None, viewer_site_id: int | None = None,
-                        include_cancelled: bool = False) -> list[Occurrence]:
-    """Occurrences overlapping [start, end) in which a site of the subtree (or the one site) takes part."""
+                        include_cancelled: bool = False, scope: Scope | None = None) -> list[Occurrence]:
+    """Occurrences overlapping [start, end) in which a site of the subtree (or the one site) takes part (of
+    meetings the scope sees)."""
     stmt = (sa.select(Occurrence).join(Meeting, Occurrence.meeting_id == Meeting.id)
             .where(Occurrence.starts_at < end, Occurrence.ends_at > start)
+            .where(in_scope(scope) if scope is not None else sa.true())
             .options(so.contains_eager(Occurrence.meeting).joinedload(Meeting.host_site))
             .order_by(Occurrence.starts_at, Meeting.title, Occurrence.id))
     if not include_cancelled:

@@ -22,7 +22,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 
 from app.auth.permissions import role_can
-from app.db import db, get_or_raise, utcnow
+from app.db import db, utcnow
 from app.errors import DomainError
 from app.meetings import queries, service, signals
 from app.meetings.availability import NOTES, WorkingHours, check_availability
@@ -40,9 +40,11 @@ from app.meetings.forms import (
 from app.meetings.models import Meeting, Occurrence, OccurrenceStatus
 from app.meetings.service import BookingRefused
 from app.sites import queries as sites_queries
+from app.sites import scope as scopes
 from app.sites import service as sites_service
 from app.sites import tree as sites_tree
 from app.sites.models import Bridge, Endpoint, Site, Status
+from app.sites.scope import request_scope
 from app.web.access import login_required_only, require
 from app.web.pagination import paginate_request
 
@@ -137,15 +139,20 @@ def _today() -> dt.date:
 
 def _fill_choices(form: ProposalForm) -> None:
     session = db.session
-    sites = sorted(session.scalars(sa.select(Site).where(Site.status != Status.RETIRED)), key=_tree_order)
+    # A scoped secretariat chooses among its scope's sites, or every site where its province lets it invite
+    # outside (the booking still refuses a host outside).
+    scope = request_scope()
+    limit = None if scopes.may_invite_outside(session, scope) else scope
+    sites = sorted(session.scalars(sa.select(Site).where(Site.status != Status.RETIRED, scopes.within(limit, Site.id))),
+                   key=_tree_order)
     rooms = sorted(session.scalars(sa.select(Endpoint).join(Site, Endpoint.site_id == Site.id)
-                                   .where(Endpoint.status == Status.ACTIVE)),
+                                   .where(Endpoint.status == Status.ACTIVE, scopes.within(limit, Site.id))),
                    key=lambda e: (_tree_order(e.site), e.room_name))
     bridges = list(session.scalars(sa.select(Bridge).where(Bridge.status == Status.ACTIVE).order_by(Bridge.name)))
     form.fill_choices(sites, sites_service.list_levels(session), rooms, bridges,
-                      sites_queries.parent_sites(session))
+                      sites_queries.parent_sites(session, limit))
     if form.host_site_id.data is None and sites:
-        roots = [s for s in sites if s.parent_id is None]
+        roots = [s for s in sites if s.id == (scope.site.id if scope else None) or s.parent_id is None]
         form.host_site_id.data = (roots or sites)[0].id  # the province hall
 
 
@@ -185,12 +192,13 @@ def meeting_list() -> ResponseReturnValue:
     f = queries.MeetingFilter(q=request.args.get("q", "").strip(),
                               status=status if status in {s.value for s in OccurrenceStatus} else "",
                               within=None if own else request.args.get("within", type=int),
-                              site_id=None if own else request.args.get("site", type=int), viewer_site_id=own)
+                              site_id=None if own else request.args.get("site", type=int), viewer_site_id=own,
+                              scope=request_scope())
     page = paginate_request(queries.meeting_query(db.session, f))
     return render_template("meetings/list.html", page=page, f=f, statuses=list(OccurrenceStatus),
                            summaries=queries.summaries(db.session, page.items),
-                           parents=[] if own else sites_queries.parent_sites(db.session),
-                           all_sites=[] if own else sites_queries.site_options(db.session),
+                           parents=[] if own else sites_queries.parent_sites(db.session, f.scope),
+                           all_sites=[] if own else sites_queries.site_options(db.session, scope=f.scope),
                            own_site=db.session.get(Site, own) if own else None)
 
 
@@ -205,8 +213,9 @@ def calendar_view() -> ResponseReturnValue:
     start, end = rng.bounds(zone)
     args = request.args
     within, site_id = (None, None) if own else (args.get("within", type=int), args.get("site", type=int))
+    scope = request_scope()
     occurrences = queries.occurrences_between(db.session, start, end, within=within, site_id=site_id,
-                                              viewer_site_id=own)
+                                              viewer_site_id=own, scope=scope)
     by_day = queries.by_local_day(occurrences, zone)
     hours = WorkingHours.from_settings(current_app.config)
     first_hour = min([hours.start.hour] + [o.starts_at.astimezone(zone).hour for o in occurrences])
@@ -220,8 +229,8 @@ def calendar_view() -> ResponseReturnValue:
     return render_template("meetings/calendar.html", rng=rng, by_day=by_day, today=_today(), nav=nav,
                            grid=queries.hour_grid(rng.days, by_day, zone, first_hour),
                            hours=range(first_hour, last_hour + 1), within=within, site_id=site_id,
-                           parents=[] if own else sites_queries.parent_sites(db.session),
-                           all_sites=[] if own else sites_queries.site_options(db.session),
+                           parents=[] if own else sites_queries.parent_sites(db.session, scope),
+                           all_sites=[] if own else sites_queries.site_options(db.session, scope=scope),
                            chosen=db.session.get(Site, site_id or within or own) if (site_id or within or own)
                            else None)
 
@@ -232,7 +241,7 @@ def site_schedule(site_id: int) -> ResponseReturnValue:
     own = _viewer_site()
     if own is not None and own != site_id:
         abort(403)
-    site = get_or_raise(db.session, Site, site_id, _("No site with id %(id)s.", id=site_id))
+    site = scopes.get_visible(db.session, request_scope(), Site, site_id, _("No site with id %(id)s.", id=site_id))
     since = _date_arg("from") or _today()
     start = dt.datetime.combine(since, dt.time(0), tzinfo=_zone())
     return render_template("meetings/site_schedule.html", site=site, since=since,
@@ -253,7 +262,8 @@ def book() -> ResponseReturnValue:
     if not form.validate():
         return render_template("meetings/form.html", form=form, clashes=[]), 422
     try:
-        meeting = service.book_meeting(db.session, form.to_request(), created_by_id=current_user.id)
+        meeting = service.book_meeting(db.session, form.to_request(), created_by_id=current_user.id,
+                                       scope=request_scope())
     except DomainError as error:
         clashes = _refused(error, form)
         return render_template("meetings/form.html", form=form, clashes=clashes), error.status
@@ -318,7 +328,7 @@ def meeting_detail(meeting_id: int) -> ResponseReturnValue:
 
 
 def _occurrence(occurrence_id: int) -> Occurrence:
-    return service.get_occurrence(db.session, occurrence_id)
+    return service.get_occurrence(db.session, occurrence_id, request_scope())
 
 
 @bp.route("/occurrences/<int:occurrence_id>/move", methods=["GET", "POST"])
@@ -364,7 +374,7 @@ def cancel_occurrence(occurrence_id: int) -> ResponseReturnValue:
 @bp.route("/<int:meeting_id>/cancel", methods=["GET", "POST"])
 @require("meetings.book")
 def cancel_meeting(meeting_id: int) -> ResponseReturnValue:
-    meeting = service.get_meeting(db.session, meeting_id)
+    meeting = service.get_meeting(db.session, meeting_id, request_scope())
     form = FlaskForm()
     if request.method == "POST" and form.validate():
         try:
@@ -381,7 +391,7 @@ def cancel_meeting(meeting_id: int) -> ResponseReturnValue:
 @bp.route("/<int:meeting_id>/schedule", methods=["GET", "POST"])
 @require("meetings.book")
 def schedule_draft(meeting_id: int) -> ResponseReturnValue:
-    meeting = service.get_meeting(db.session, meeting_id)
+    meeting = service.get_meeting(db.session, meeting_id, request_scope())
     form = FlaskForm()
     if request.method == "POST" and form.validate():
         try:

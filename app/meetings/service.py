@@ -23,11 +23,14 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 
 from app.db import get_or_raise
-from app.errors import Conflict, Invalid, NotFound
+from app.errors import Conflict, Forbidden, Invalid, NotFound
 from app.meetings import booking, signals
 from app.meetings.booking import Clash, Plan, Window
 from app.meetings.models import Classification, Meeting, Occurrence, OccurrenceStatus
+from app.meetings.queries import seen_from
+from app.sites import scope as scopes
 from app.sites.models import Level, Site, Status
+from app.sites.scope import Scope
 from app.web.schemas import multi_line_problem, normalise_newlines, single_line_problem
 
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -263,14 +266,32 @@ def _lock(session: so.Session, sites: Sequence[Site], paths: dict[int, list[int]
         booking.lock_resources(session, [*keys, f"bridge:{bridge_id}"], shared=["bridge:*"])
 
 
+def check_scope(session: so.Session, scope: Scope | None, host: Site, sites: Sequence[Site]) -> None:
+    """A scoped secretariat books meetings hosted inside its scope (403 naming it), and invites sites outside it
+    only where its province allows (Site.invites_outside_scope on the top-level site)."""
+    if scope is None:
+        return
+    if not scope.contains(host.id):
+        error = scope.refusal()
+        error.fields = {"host_site_id": [error.message]}
+        raise error
+    outside = [s for s in sites if not scope.contains(s.id)]
+    if outside and not scopes.may_invite_outside(session, scope):
+        names = ", ".join(s.name for s in outside[:5]) + (", …" if len(outside) > 5 else "")
+        raise Forbidden(_("Outside your scope (%(name)s): %(sites)s. Your province does not allow inviting sites "
+                          "outside it.", name=scope.name, sites=names),
+                        {"site_ids": [_("outside your scope")]}, code="out_of_scope")
+
+
 def _book_meeting(session: so.Session, req: BookingRequest, created_by_id: int | None = None,
-                 now: dt.datetime | None = None) -> Meeting:
+                  now: dt.datetime | None = None, scope: Scope | None = None) -> Meeting:
     """Check every occurrence and book them all, or refuse with every clash (409)."""
     _validate(req)
     host = session.get(Site, req.host_site_id)
     if host is None:
         raise NotFound(_("No site with id %(id)s.", id=req.host_site_id), {"host_site_id": [_("no such site")]})
     sites = resolve_sites(session, host, req.site_ids, req.subtree_ids, req.level_codes)
+    check_scope(session, scope, host, sites)
     check_horizon([req.starts_at], now)  # before a series is expanded: its first start already too far
     starts = occurrence_starts(req.starts_at, req.recurrence)
     check_horizon(starts, now)  # and its last
@@ -354,10 +375,11 @@ def _occ_window(occurrence: Occurrence) -> Window:
 
 
 def book_meeting(session: so.Session, req: BookingRequest, created_by_id: int | None = None,
-                 now: dt.datetime | None = None) -> Meeting:
-    """Check every occurrence and book them all, or refuse with every clash (409) and write nothing."""
+                 now: dt.datetime | None = None, scope: Scope | None = None) -> Meeting:
+    """Check every occurrence and book them all, or refuse with every clash (409) and write nothing; a scoped
+    user's booking is checked against the scope first (check_scope)."""
     with session.begin_nested():  # a refusal rolls back to here, whoever the caller is
-        return _book_meeting(session, req, created_by_id, now)
+        return _book_meeting(session, req, created_by_id, now, scope)
 
 
 def schedule_draft(session: so.Session, meeting: Meeting, now: dt.datetime | None = None) -> Meeting:
@@ -375,12 +397,29 @@ def move_occurrence(session: so.Session, occurrence: Occurrence, starts_at: dt.d
 
 # ---------------------------------------------------------------- changes
 
-def get_meeting(session: so.Session, meeting_id: int) -> Meeting:
-    return get_or_raise(session, Meeting, meeting_id, _("No meeting with id %(id)s.", id=meeting_id))
+def get_meeting(session: so.Session, meeting_id: int, scope: Scope | None = None) -> Meeting:
+    """The meeting to change: 404 when it does not exist or the scope does not see it, 403 naming the scope when
+    its host lies outside (changes are the host's)."""
+    message = _("No meeting with id %(id)s.", id=meeting_id)
+    meeting = get_or_raise(session, Meeting, meeting_id, message)
+    _require_host_in(session, scope, meeting, message)
+    return meeting
 
 
-def get_occurrence(session: so.Session, occurrence_id: int) -> Occurrence:
-    return get_or_raise(session, Occurrence, occurrence_id, _("No occurrence with id %(id)s.", id=occurrence_id))
+def get_occurrence(session: so.Session, occurrence_id: int, scope: Scope | None = None) -> Occurrence:
+    """The occurrence to change, with the same scope rule as get_meeting."""
+    message = _("No occurrence with id %(id)s.", id=occurrence_id)
+    occurrence = get_or_raise(session, Occurrence, occurrence_id, message)
+    _require_host_in(session, scope, occurrence.meeting, message)
+    return occurrence
+
+
+def _require_host_in(session: so.Session, scope: Scope | None, meeting: Meeting, not_found: str) -> None:
+    if scope is None:
+        return
+    if not seen_from(session, scope, meeting):
+        raise NotFound(not_found)
+    scopes.require(scope, meeting.host_site_id)
 
 
 def _changeable(occurrence: Occurrence, now: dt.datetime) -> None:

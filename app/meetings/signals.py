@@ -47,6 +47,7 @@ class PageExtras:
 
     deliveries: list[Any] | None = None  # the invitations sent, per recipient; None: not shown
     may_confirm: Callable[[Participation], bool] = field(default=_nobody)  # may the viewer confirm this site?
+    sections: list[Any] = field(default_factory=list)  # HTML (Markup) of a domain above, e.g. the conference
 
 
 def page_extras(session: so.Session, meeting: Meeting, viewer: User, *, deliveries: bool) -> PageExtras:

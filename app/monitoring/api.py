@@ -22,6 +22,7 @@ from app.monitoring import at_risk as risk
 from app.monitoring import board as states
 from app.monitoring import incidents, schemas
 from app.monitoring.models import Incident
+from app.sites.scope import request_scope
 from app.web.access import require
 from app.web.api import ApiBlueprint
 from app.web.pagination import paginate
@@ -53,7 +54,7 @@ class BoardView(MethodView):
         """Every active site in tree order with its state, uplink figures and rooms; `under` a site's subtree,
         `state` one state."""
         return states.board(db.session, under=args["under"], state=args["state"], thresholds=_thresholds(),
-                             history=False)
+                             history=False, scope=request_scope())
 
 
 @link_history.route("/<code>", endpoint="item")
@@ -64,7 +65,8 @@ class LinkHistoryView(MethodView):
     def get(self, code: str) -> states.LinkDetail:
         """A link's latest state, its samples over the kept history (PROBE_HISTORY_MINUTES) and its incidents."""
         return states.link_detail(db.session, code, thresholds=_thresholds(),
-                                   history_minutes=current_app.config["PROBE_HISTORY_MINUTES"])
+                                   history_minutes=current_app.config["PROBE_HISTORY_MINUTES"],
+                                   scope=request_scope())
 
 
 @at_risk.route("", endpoint="collection")
@@ -76,7 +78,7 @@ class AtRiskView(MethodView):
     def get(self, args: Args) -> Args:
         """Meetings in progress or starting within `hours` whose sites are failing, with each site and why."""
         return {"meetings": risk.meetings_at_risk(db.session, horizon=dt.timedelta(hours=args["hours"]),
-                                                     thresholds=_thresholds())}
+                                                     thresholds=_thresholds(), scope=request_scope())}
 
 
 @incident_api.route("", endpoint="collection")
@@ -87,7 +89,7 @@ class IncidentCollection(MethodView):
     @incident_api.fails(422)
     def get(self, args: Args) -> Args:
         """Incidents, newest first: open (firing, the default), resolved or all; of one site."""
-        stmt = incidents.incident_query(args["status"], args["site"])
+        stmt = incidents.incident_query(args["status"], args["site"], request_scope())
         return paginate(stmt, args["page"], args["page_size"]).as_api()
 
 
@@ -98,7 +100,7 @@ class IncidentItem(MethodView):
     @incident_api.fails(404)
     def get(self, incident_id: int) -> Incident:
         """An incident with its labels and annotations as Alertmanager sent them."""
-        return incidents.get_incident(db.session, incident_id)
+        return incidents.get_incident(db.session, incident_id, request_scope())
 
 
 @incident_api.route("/<int:incident_id>/ack", methods=["POST"], endpoint="ack")
@@ -108,7 +110,8 @@ class IncidentItem(MethodView):
 @incident_api.fails(404, 409, 422)
 def acknowledge(data: Args, incident_id: int) -> Incident:
     """Take the incident on, with an optional note; who and when are kept (409 when already acknowledged)."""
-    return incidents.acknowledge(db.session, incidents.get_incident(db.session, incident_id), current_user,
+    return incidents.acknowledge(db.session, incidents.get_incident(db.session, incident_id, request_scope()),
+                                 current_user,
                                  data["note"])
 
 

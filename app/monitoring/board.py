@@ -27,6 +27,7 @@ from app.errors import NotFound
 from app.monitoring.models import EndpointState, Incident, LinkSample, LinkState
 from app.monitoring.topology import Topology, topology
 from app.sites.models import Endpoint, EndpointKind, Level, Link, MaintenanceWindow, Site, Status
+from app.sites.scope import Scope, sees, within
 
 SPARKLINE_MINUTES = 60  # the board's sparklines: the last hour
 
@@ -412,14 +413,18 @@ def site_by_code(session: so.Session, code: str) -> Site:
 
 
 def board(session: so.Session, *, under: str = "", state: str = "", now: dt.datetime | None = None,
-          thresholds: Thresholds = Thresholds(), history: bool = True) -> Board:
+          thresholds: Thresholds = Thresholds(), history: bool = True, scope: Scope | None = None) -> Board:
     """The board: every active site (or those of `under`'s subtree, itself included) with its state, in tree
-    order; `state` keeps only the sites in that state. With `history`, each site's last hour of round trips."""
+    order; `state` keeps only the sites in that state. With `history`, each site's last hour of round trips.
+    A scope keeps its own subtree only (an `under` outside it is not found)."""
     now = now or utcnow()
     root_site = site_by_code(session, under) if under else None
+    if root_site is not None and not sees(scope, root_site.id):
+        raise NotFound(_("No site with code %(code)s.", code=under), {"under": [_("no such site")]})
     ids = None
-    if root_site is not None:
-        ids = session.scalars(sa.select(Site.id).where(Site.path.startswith(root_site.path),
+    top = root_site or (scope.site if scope is not None else None)
+    if top is not None:
+        ids = session.scalars(sa.select(Site.id).where(Site.path.startswith(top.path),
                                                        Site.status == Status.ACTIVE)).all()
     statuses = site_statuses(session, ids, now=now, thresholds=thresholds)
     ordered = _tree_order(statuses.values())
@@ -446,11 +451,11 @@ def _attach_history(session: so.Session, sites: list[SiteStatus], since: dt.date
         by_link[row.link_id].history.append((row.measured_at, row.rtt_median if row.up else None))
 
 
-def board_filter_sites(session: so.Session) -> list[Site]:
+def board_filter_sites(session: so.Session, scope: Scope | None = None) -> list[Site]:
     """The sites worth filtering the board by: those with sites below them."""
     parent_ids = sa.select(Site.parent_id).where(Site.parent_id.is_not(None), Site.status == Status.ACTIVE)
-    return list(session.scalars(sa.select(Site).where(Site.id.in_(parent_ids), Site.status == Status.ACTIVE)
-                                .order_by(Site.path)))
+    return list(session.scalars(sa.select(Site).where(Site.id.in_(parent_ids), Site.status == Status.ACTIVE,
+                                                      within(scope, Site.id)).order_by(Site.path)))
 
 
 # ---------------------------------------------------------------- a link's page
@@ -468,12 +473,13 @@ class LinkDetail:
 
 
 def link_detail(session: so.Session, code: str, *, now: dt.datetime | None = None,
-                thresholds: Thresholds = Thresholds(), history_minutes: int = 90) -> LinkDetail:
+                thresholds: Thresholds = Thresholds(), history_minutes: int = 90,
+                scope: Scope | None = None) -> LinkDetail:
     """A link's page: its latest state judged, its two ends, its samples of the last `history_minutes` and its
-    latest incidents."""
+    latest incidents (not found when neither end lies in the scope)."""
     now = now or utcnow()
     link = session.scalar(sa.select(Link).where(Link.code == code))
-    if link is None:
+    if link is None or not sees(scope, link.site_a_id, link.site_b_id):
         raise NotFound(_("No link with code %(code)s.", code=code))
     topo = topology(session)
     target = next((lt for lt in topo.links if lt.code == code), None)

@@ -17,6 +17,8 @@ Series (names and labels are the contract the rules in monitoring/rules/ rely on
   vcops_maintenance_active{site}                            1 per site under an active maintenance window
   vcops_invitations_failed_for_good{meeting_id,title}       invitations given up, per meeting not over yet
   vcops_exporter_refresh_timestamp_seconds                  when the database was last read successfully
+Domains above monitoring add their own series through add_source (app.conference.metrics:
+vcops_conference_not_ready{meeting,title,number}).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -42,6 +45,14 @@ log = logging.getLogger(__name__)
 # The page is at most this old. Prometheus scrapes every 15 s; a few seconds of lag on a new maintenance
 # window or meeting is invisible to the rules, whose shortest `for` is a minute.
 REFRESH_SECONDS = 5.0
+# Series of the domains above monitoring, which it cannot import: each source reads them in the same pass.
+SOURCES: list[Callable[[so.Session, dt.datetime], list[Family]]] = []
+
+
+def add_source(source: Callable[[so.Session, dt.datetime], list[Family]]) -> None:
+    """Have the exporter's page carry `source(session, now)`'s families too (called once by the factory)."""
+    if source not in SOURCES:
+        SOURCES.append(source)
 
 
 def _timestamp(value: dt.datetime) -> float:
@@ -150,7 +161,8 @@ def collect_state(session: so.Session, now: dt.datetime, horizon_hours: float = 
                        [({"endpoint": str(r.id), "site": r.code}, 1.0) for r in endpoint_rows])
     return [links, ancestors, sites, endpoints,
             *_meeting_families(session, now, dt.timedelta(hours=horizon_hours)),
-            _maintenance_family(session, now, topo.parent_of_site), _invitations_family(session, now)]
+            _maintenance_family(session, now, topo.parent_of_site), _invitations_family(session, now),
+            *(family for source in SOURCES for family in source(session, now))]
 
 
 def refresh(page: MetricsPage, session: so.Session, now: dt.datetime, horizon_hours: float) -> None:

@@ -24,8 +24,10 @@ from flask_babel import gettext as _
 from app.auth import audit
 from app.auth.models import User
 from app.db import get_or_raise, utcnow
-from app.errors import Conflict, Invalid
+from app.errors import Conflict, Invalid, NotFound
 from app.monitoring.models import Incident, IncidentStatus
+from app.sites.models import Site
+from app.sites.scope import Scope
 
 NOTE_MAX = 500
 INCIDENT_FILTERS = ("open", "resolved", "all")  # the list's status filter
@@ -133,10 +135,18 @@ def acknowledge(session: so.Session, incident: Incident, user: User, note: str =
 
 # ---------------------------------------------------------------- reading the incidents
 
-def incident_query(status: str = "open", site: str = "") -> sa.Select[tuple[Incident]]:
+def in_scope(scope: Scope) -> sa.ColumnElement[bool]:
+    """Incidents raised for a site of the scope (by its code, as Alertmanager labels them); one naming no site is
+    for users without a scope."""
+    return Incident.site_code.in_(sa.select(Site.code).where(scope.clause(Site.id)))
+
+
+def incident_query(status: str = "open", site: str = "", scope: Scope | None = None) -> sa.Select[tuple[Incident]]:
     """Incidents newest first; `status` is open (firing), resolved or all; `site` a site code."""
     stmt = sa.select(Incident).options(so.joinedload(Incident.acknowledged_by)).order_by(
         Incident.starts_at.desc(), Incident.id.desc())
+    if scope is not None:
+        stmt = stmt.where(in_scope(scope))
     if status == "open":
         stmt = stmt.where(Incident.status == IncidentStatus.FIRING)
     elif status == "resolved":
@@ -146,17 +156,27 @@ def incident_query(status: str = "open", site: str = "") -> sa.Select[tuple[Inci
     return stmt
 
 
-def get_incident(session: so.Session, incident_id: int) -> Incident:
-    """One incident, or NotFound naming its id."""
-    return get_or_raise(session, Incident, incident_id, _("No incident with id %(id)s.", id=incident_id))
+def get_incident(session: so.Session, incident_id: int, scope: Scope | None = None) -> Incident:
+    """One incident, or NotFound naming its id (also when it lies outside the scope)."""
+    message = _("No incident with id %(id)s.", id=incident_id)
+    incident = get_or_raise(session, Incident, incident_id, message)
+    if scope is not None and session.scalar(sa.select(Site.id).where(Site.code == incident.site_code,
+                                                                     scope.clause(Site.id))) is None:
+        raise NotFound(message)
+    return incident
 
 
-def incident_sites(session: so.Session) -> list[str]:
+def incident_sites(session: so.Session, scope: Scope | None = None) -> list[str]:
     """The site codes incidents were raised for, for the list's filter."""
-    return list(session.scalars(sa.select(Incident.site_code).where(Incident.site_code != "").distinct()
-                                .order_by(Incident.site_code)))
+    stmt = sa.select(Incident.site_code).where(Incident.site_code != "")
+    if scope is not None:
+        stmt = stmt.where(in_scope(scope))
+    return list(session.scalars(stmt.distinct().order_by(Incident.site_code)))
 
 
-def open_incident_count(session: so.Session) -> int:
+def open_incident_count(session: so.Session, scope: Scope | None = None) -> int:
     """The incidents still firing, for the board's header."""
-    return session.scalar(sa.select(sa.func.count()).where(Incident.status == IncidentStatus.FIRING)) or 0
+    stmt = sa.select(sa.func.count()).select_from(Incident).where(Incident.status == IncidentStatus.FIRING)
+    if scope is not None:
+        stmt = stmt.where(in_scope(scope))
+    return session.scalar(stmt) or 0

@@ -33,6 +33,7 @@ from app.monitoring import at_risk as risk
 from app.monitoring import board as states
 from app.monitoring import charts, incidents
 from app.monitoring.board import STATE_LABELS, SiteState
+from app.sites.scope import request_scope
 from app.web.access import require
 from app.web.pagination import paginate_request
 
@@ -86,17 +87,17 @@ def _board_args() -> tuple[str, str]:
 
 
 def _at_risk() -> list[risk.MeetingAtRisk]:
-    return risk.meetings_at_risk(db.session, thresholds=_thresholds())
+    return risk.meetings_at_risk(db.session, thresholds=_thresholds(), scope=request_scope())
 
 
 @bp.get("/board")
 @require("monitoring.view")
 def board() -> ResponseReturnValue:
     under, state = _board_args()
-    b = states.board(db.session, under=under, state=state, thresholds=_thresholds())
+    b = states.board(db.session, under=under, state=state, thresholds=_thresholds(), scope=request_scope())
     return render_template("monitoring/board.html", board=b, under=under, state=state, states=list(SiteState),
-                           parents=states.board_filter_sites(db.session), at_risk=_at_risk(),
-                           open_incidents=incidents.open_incident_count(db.session),
+                           parents=states.board_filter_sites(db.session, request_scope()), at_risk=_at_risk(),
+                           open_incidents=incidents.open_incident_count(db.session, request_scope()),
                            poll_ms=POLL_SECONDS * 1000, thresholds=_thresholds(),
                            data_url=url_for(".board_json", **{k: v for k, v in (("under", under), ("state", state))
                                                                if v}))
@@ -108,14 +109,14 @@ def board_json() -> ResponseReturnValue:
     """What the board page polls: each row as the page renders it, the counts, the meetings at risk. Between
     two probe steps nothing changes, and the browser's revalidation (ETag) gets a bodiless 304."""
     under, state = _board_args()
-    b = states.board(db.session, under=under, state=state, thresholds=_thresholds())
+    b = states.board(db.session, under=under, state=state, thresholds=_thresholds(), scope=request_scope())
     row = get_template_attribute("monitoring/_board.html", "site_row")
     panel = get_template_attribute("monitoring/_board.html", "at_risk_panel")
     response = jsonify({
         "summary": {s.value: n for s, n in b.summary.items()},
         "rows": [{"code": s.code, "state": s.state.value, "html": str(row(s, b.generated_at))} for s in b.sites],
         "at_risk_html": str(panel(_at_risk())),
-        "open_incidents": incidents.open_incident_count(db.session),
+        "open_incidents": incidents.open_incident_count(db.session, request_scope()),
     })
     response.add_etag()
     response.headers["Cache-Control"] = "private, no-cache"
@@ -127,7 +128,7 @@ def board_json() -> ResponseReturnValue:
 def link_page(code: str) -> ResponseReturnValue:
     t = _thresholds()
     detail = states.link_detail(db.session, code, thresholds=t,
-                                 history_minutes=current_app.config["PROBE_HISTORY_MINUTES"])
+                                 history_minutes=current_app.config["PROBE_HISTORY_MINUTES"], scope=request_scope())
     end = charts.floor_time(utcnow(), t.step_seconds) + dt.timedelta(seconds=t.step_seconds)
     rows = detail.samples
     common: dict[str, Any] = {"start": detail.since, "end": end, "width": CHART_WIDTH, "height": CHART_HEIGHT}
@@ -151,21 +152,22 @@ def incident_list() -> ResponseReturnValue:
     status = request.args.get("status", "open")
     status = status if status in incidents.INCIDENT_FILTERS else "open"
     site = request.args.get("site", "").strip()
-    page = paginate_request(incidents.incident_query(status, site))
+    page = paginate_request(incidents.incident_query(status, site, request_scope()))
     return render_template("monitoring/incidents.html", page=page, status=status, site=site,
-                           sites=incidents.incident_sites(db.session))
+                           sites=incidents.incident_sites(db.session, request_scope()))
 
 
 @bp.get("/incidents/<int:incident_id>")
 @require("monitoring.view")
 def incident_detail(incident_id: int) -> ResponseReturnValue:
-    return render_template("monitoring/incident.html", incident=incidents.get_incident(db.session, incident_id))
+    return render_template("monitoring/incident.html", incident=incidents.get_incident(db.session, incident_id,
+                                                                                   request_scope()))
 
 
 @bp.post("/incidents/<int:incident_id>/ack")
 @require("incidents.ack")
 def incident_ack(incident_id: int) -> ResponseReturnValue:
-    incident = incidents.get_incident(db.session, incident_id)
+    incident = incidents.get_incident(db.session, incident_id, request_scope())
     back = request.form.get("next", "")
     # Only back to one of our own pages (a crafted form cannot send the operator elsewhere).
     target = back if back.startswith("/monitoring/") else url_for(".incident_detail", incident_id=incident_id)
@@ -187,5 +189,6 @@ def at_risk() -> ResponseReturnValue:
     # A hand-edited figure is no error: none (or not a number) is the default 3 hours, others are kept to 1..24.
     hours = request.args.get("hours", type=int)
     hours = 3 if hours is None else min(max(hours, 1), 24)
-    meetings = risk.meetings_at_risk(db.session, horizon=dt.timedelta(hours=hours), thresholds=_thresholds())
+    meetings = risk.meetings_at_risk(db.session, horizon=dt.timedelta(hours=hours), thresholds=_thresholds(),
+                                     scope=request_scope())
     return render_template("monitoring/at_risk.html", meetings=meetings, hours=hours)

@@ -22,6 +22,7 @@ from app.provisioning.guard import service as guard
 from app.provisioning.models import Job, JobTemplate
 from app.provisioning.schedules import service as schedules
 from app.provisioning.schedules.models import JobSchedule
+from app.sites.scope import request_scope
 from app.web.access import require
 from app.web.api import ApiBlueprint
 from app.web.pagination import paginate
@@ -51,7 +52,8 @@ class JobCollection(MethodView):
     def get(self, args: Args) -> Args:
         """The job history, newest first: by state, template, who launched."""
         f = service.JobFilter(state=args["state"].value if "state" in args else "",
-                              template_id=args.get("template_id"), launched_by_id=args.get("launched_by_id"))
+                              template_id=args.get("template_id"), launched_by_id=args.get("launched_by_id"),
+                              scope=request_scope())
         stmt = service.job_query(f)
         return paginate(stmt, args["page"], args["page_size"], unique=True).as_api()
 
@@ -65,7 +67,8 @@ class JobCollection(MethodView):
         template = service.get_template(db.session, data["template_id"])
         job = service.launch_job(db.session, template, current_user, limit=data["limit"], tags=data["tags"],
                                  check=data["check_mode"], extra_vars=data["extra_vars"],
-                                 override=data["override"], override_reason=data["override_reason"])
+                                 override=data["override"], override_reason=data["override_reason"],
+                                 scope=request_scope())
         return _accepted(job)
 
 
@@ -76,7 +79,7 @@ class JobItem(MethodView):
     @jobs.fails(404)
     def get(self, job_id: int) -> Job:
         """A job: its state, return code, per-host counts, and what it waits for."""
-        return service.get_job(db.session, job_id)
+        return service.get_job(db.session, job_id, request_scope())
 
 
 @jobs.route("/<int:job_id>/cancel", methods=["POST"], endpoint="cancel")
@@ -86,7 +89,8 @@ class JobItem(MethodView):
 @jobs.fails(404, 409)
 def cancel_job(_data: Args, job_id: int) -> tuple[Job, int, dict[str, str]]:
     """Cancel a job: a queued one at once, a running one within a few seconds (409 when it has ended)."""
-    return _accepted(service.request_cancel(db.session, service.get_job(db.session, job_id)))
+    return _accepted(service.request_cancel(db.session, service.get_changeable_job(db.session, job_id,
+                                                                               request_scope())))
 
 
 @jobs.route("/<int:job_id>/relaunch", methods=["POST"], endpoint="relaunch")
@@ -96,7 +100,8 @@ def cancel_job(_data: Args, job_id: int) -> tuple[Job, int, dict[str, str]]:
 @jobs.fails(404, 422)
 def relaunch_job(_data: Args, job_id: int) -> tuple[Job, int, dict[str, str]]:
     """Launch the same template again with the same limit, tags, check mode and variables."""
-    return _accepted(service.relaunch_job(db.session, service.get_job(db.session, job_id), current_user))
+    return _accepted(service.relaunch_job(db.session, service.get_job(db.session, job_id, request_scope()),
+                                          current_user, request_scope()))
 
 
 @events.route("/<int:job_id>/events", endpoint="collection")
@@ -107,7 +112,7 @@ class JobEvents(MethodView):
     @events.fails(404, 422)
     def get(self, args: Args, job_id: int) -> Args:
         """The job's events after a sequence number, in order; `finished` says whether more can come."""
-        job = service.get_job(db.session, job_id)
+        job = service.get_job(db.session, job_id, request_scope())
         return {"items": service.events_after(db.session, job, args["after"], args["limit"]),
                 "state": job.state, "finished": job.finished}
 

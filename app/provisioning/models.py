@@ -203,3 +203,13 @@ class JobHost(Base):
     host: so.Mapped[str] = so.mapped_column(sa.String(255), primary_key=True)
     job_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     taken_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+
+
+class JobSite(Base):
+    """A site a job works on (its hosts' sites, as resolved at launch): what a user's scope sees of the jobs."""
+
+    __tablename__ = "job_sites"
+
+    job_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    site_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True,
+                                               index=True)

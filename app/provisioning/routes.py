@@ -39,6 +39,7 @@ from app.provisioning.forms import (
 )
 from app.provisioning.models import JobState
 from app.sites.models import Bridge, Endpoint, ManagedHost, Site, Status
+from app.sites.scope import request_scope
 from app.web.access import require
 from app.web.pagination import paginate_request
 
@@ -105,7 +106,8 @@ def job_list() -> ResponseReturnValue:
                           template_id=request.args.get("template_id", type=int),
                           launched_by_id=request.args.get("launched_by_id", type=int),
                           since=_local_midnight(since) if since else None,
-                          until=_local_midnight(until + dt.timedelta(days=1)) if until else None)
+                          until=_local_midnight(until + dt.timedelta(days=1)) if until else None,
+                          scope=request_scope())
     page = paginate_request(service.job_query(f))
     return render_template("jobs/job_list.html", page=page, f=f, since=since, until=until, states=list(JobState),
                            templates=service.list_templates(db.session),
@@ -115,7 +117,7 @@ def job_list() -> ResponseReturnValue:
 @bp.get("/<int:job_id>")
 @require("jobs.view")
 def job_detail(job_id: int) -> ResponseReturnValue:
-    job = service.get_job(db.session, job_id)
+    job = service.get_job(db.session, job_id, request_scope())
     events = service.events_after(db.session, job, 0, limit=5000)
     return render_template("jobs/job_detail.html", job=job, events=events,
                            last_seq=events[-1].seq if events else 0)
@@ -125,7 +127,7 @@ def job_detail(job_id: int) -> ResponseReturnValue:
 @require("jobs.view")
 def job_events(job_id: int) -> ResponseReturnValue:
     """What the job page polls: the events after ?after=, the state, and the counts once it has ended."""
-    job = service.get_job(db.session, job_id)
+    job = service.get_job(db.session, job_id, request_scope())
     after = request.args.get("after", type=int) or 0
     events = service.events_after(db.session, job, after)
     return jsonify({
@@ -139,7 +141,7 @@ def job_events(job_id: int) -> ResponseReturnValue:
 @bp.post("/<int:job_id>/cancel")
 @require("jobs.launch")
 def job_cancel(job_id: int) -> ResponseReturnValue:
-    job = service.get_job(db.session, job_id)
+    job = service.get_changeable_job(db.session, job_id, request_scope())
     try:
         service.request_cancel(db.session, job)
     except DomainError as error:
@@ -156,8 +158,9 @@ def job_cancel(job_id: int) -> ResponseReturnValue:
 @bp.post("/<int:job_id>/relaunch")
 @require("jobs.launch")
 def job_relaunch(job_id: int) -> ResponseReturnValue:
+    old = service.get_job(db.session, job_id, request_scope())  # 404 outside the scope, not a flash
     try:
-        job = service.relaunch_job(db.session, service.get_job(db.session, job_id), current_user)
+        job = service.relaunch_job(db.session, old, current_user, request_scope())
     except DomainError as error:
         db.session.rollback()
         flash(error.message, "error")
@@ -242,7 +245,7 @@ def template_launch(template_id: int) -> ResponseReturnValue:
         job = service.launch_job(db.session, template, current_user, limit=form.limit.data, tags=form.tags.data,
                                  check=bool(getattr(form, "check_mode", None) and form.check_mode.data),
                                  extra_vars=extra_vars, override=bool(form.override.data),
-                                 override_reason=form.override_reason.data or "")
+                                 override_reason=form.override_reason.data or "", scope=request_scope())
     except DomainError as error:
         return _refused(error, form, "jobs/launch.html", **context)
     flash(_("Job #%(id)s queued.", id=job.id), "success")

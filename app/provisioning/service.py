@@ -24,11 +24,14 @@ from app.auth import audit
 from app.auth.models import Role, User
 from app.auth.permissions import PERMISSIONS
 from app.db import get_or_raise, utcnow
-from app.errors import Conflict, Forbidden, Invalid
+from app.errors import Conflict, Forbidden, Invalid, NotFound
 from app.provisioning.credentials.models import Credential
 from app.provisioning.guard import service as guard
-from app.provisioning.models import Job, JobEvent, JobState, JobTemplate
+from app.provisioning.models import Job, JobEvent, JobSite, JobState, JobTemplate
 from app.queue import outbox
+from app.sites import scope as scopes
+from app.sites.models import Bridge
+from app.sites.scope import Scope
 
 PLAYBOOK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,195}\.ya?ml$")
 # Host patterns as Ansible reads them (names, groups, wildcards, ! and &, ranges, separators), but neither
@@ -213,10 +216,12 @@ def may_launch(template: JobTemplate, user: User) -> bool:
 def launch_job(session: so.Session, template: JobTemplate, user: User, limit: str | None = None,
                tags: str | list[str] | None = None, check: bool = False,
                extra_vars: dict[str, Any] | str | None = None, override: bool = False,
-               override_reason: str = "") -> Job:
+               override_reason: str = "", scope: Scope | None = None) -> Job:
     """Queue a run of the template; None for limit or tags takes the template's defaults. The launch
     variables are laid over the template's. A run that would change equipment during a meeting at one of
-    its sites is refused unless `override` with a reason (app.provisioning.guard.service)."""
+    its sites is refused unless `override` with a reason (app.provisioning.guard.service). A scoped user's
+    run is refused (403 naming the scope) when any of its hosts lies outside the scope, a shared bridge
+    included; the sites it works on are kept with the job (JobSite), for the scopes' lists."""
     if not may_launch(template, user):
         raise Forbidden(_("Your role may not launch the template %(name)s.", name=template.name))
     if check and not template.check_allowed:
@@ -224,6 +229,12 @@ def launch_job(session: so.Session, template: JobTemplate, user: User, limit: st
                       {"check_mode": [_("Not allowed for this template.")]})
     playbook_path(template.playbook)
     limit = clean_limit(template.default_limit if limit is None else limit)
+    site_ids, bridges = guard.job_targets(session, template, limit)
+    if scope is not None:
+        shared = session.scalars(sa.select(Bridge.id).where(Bridge.id.in_(list(bridges)), Bridge.site_id.is_(None)))
+        if shared.first() is not None:
+            raise scope.refusal()
+        scopes.require(scope, *site_ids)
     # Meeting-window guard (issue 4): refused during a site's meeting unless overridden with a reason.
     overridden = guard.check_launch(session, template, limit, bool(check), override, override_reason)
     job = Job(template=template, launched_by_id=user.id, playbook=template.playbook, limit=limit,
@@ -232,6 +243,7 @@ def launch_job(session: so.Session, template: JobTemplate, user: User, limit: st
               state=JobState.QUEUED)
     session.add(job)
     session.flush()
+    session.add_all(JobSite(job_id=job.id, site_id=site_id) for site_id in sorted(site_ids))
     outbox.enqueue(session, "jobs.run", job_id=job.id)
     audit.record(session, "launch", "Job", str(job.id), template.name,
                  after={"limit": job.limit, "tags": job.tags, "check_mode": job.check_mode})
@@ -240,11 +252,11 @@ def launch_job(session: so.Session, template: JobTemplate, user: User, limit: st
     return job
 
 
-def relaunch_job(session: so.Session, job: Job, user: User) -> Job:
+def relaunch_job(session: so.Session, job: Job, user: User, scope: Scope | None = None) -> Job:
     """Launch the template again with what this job was asked (the template's checks apply as of now)."""
     extra = {k: v for k, v in (job.extra_vars or {}).items() if (job.template.extra_vars or {}).get(k) != v}
     return launch_job(session, job.template, user, limit=job.limit, tags=job.tags, check=job.check_mode,
-                      extra_vars=extra)
+                      extra_vars=extra, scope=scope)
 
 
 def request_cancel(session: so.Session, job: Job) -> Job:
@@ -262,8 +274,22 @@ def request_cancel(session: so.Session, job: Job) -> Job:
 
 # ---------------------------------------------------------------- reading
 
-def get_job(session: so.Session, job_id: int) -> Job:
-    return get_or_raise(session, Job, job_id, _("No job with id %(id)s.", id=job_id))
+def get_job(session: so.Session, job_id: int, scope: Scope | None = None) -> Job:
+    """The job, or 404 when it does not exist or works on no site of the scope."""
+    message = _("No job with id %(id)s.", id=job_id)
+    job = get_or_raise(session, Job, job_id, message)
+    if scope is not None and session.scalar(sa.select(sa.literal(True)).where(
+            JobSite.job_id == job.id, scope.clause(JobSite.site_id)).limit(1)) is None:
+        raise NotFound(message)
+    return job
+
+
+def get_changeable_job(session: so.Session, job_id: int, scope: Scope | None = None) -> Job:
+    """The job to cancel: as get_job, and 403 naming the scope when it also works on sites outside it."""
+    job = get_job(session, job_id, scope)
+    if scope is not None:
+        scopes.require(scope, *session.scalars(sa.select(JobSite.site_id).where(JobSite.job_id == job.id)))
+    return job
 
 
 @dataclass(frozen=True)
@@ -273,12 +299,16 @@ class JobFilter:
     launched_by_id: int | None = None
     since: dt.datetime | None = None  # aware; jobs created at or after
     until: dt.datetime | None = None  # aware; jobs created strictly before
+    scope: Scope | None = None  # the user's: jobs working on a site of it
 
 
 def job_query(f: JobFilter) -> sa.Select[tuple[Job]]:
     """The jobs matching the filter, newest first."""
     stmt = (sa.select(Job).options(so.joinedload(Job.template), so.joinedload(Job.launched_by))
             .order_by(Job.created_at.desc(), Job.id.desc()))
+    if f.scope is not None:
+        stmt = stmt.where(sa.exists(sa.select(JobSite.job_id).where(JobSite.job_id == Job.id,
+                                                                   f.scope.clause(JobSite.site_id))))
     if f.state:
         stmt = stmt.where(Job.state == JobState(f.state))
     if f.template_id is not None:

@@ -23,10 +23,12 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from flask_smorest import Blueprint
 
-from app.db import db, get_or_raise
+from app.db import db
 from app.sites import equipment, queries, schemas, service
 from app.sites import maintenance as windows
+from app.sites import scope as scopes
 from app.sites.models import Bridge, Endpoint, Link, MaintenanceWindow, ManagedHost, Site
+from app.sites.scope import request_scope
 from app.web.access import require
 from app.web.api import ApiBlueprint
 from app.web.pagination import paginate
@@ -37,7 +39,18 @@ PAGING = ("page", "page_size")
 
 
 def _filter(filter_cls: type[Any], args: Args) -> Any:
-    return filter_cls(**{name: value for name, value in args.items() if name not in PAGING})
+    """The list's filter from the query, always limited to the user's scope."""
+    return filter_cls(**{name: value for name, value in args.items() if name not in PAGING}, scope=request_scope())
+
+
+def _visible(model: type[Any], object_id: Any, message: str) -> Any:
+    """The object, or 404 when it does not exist or lies outside the user's scope."""
+    return scopes.get_visible(db.session, request_scope(), model, object_id, message)
+
+
+def _changeable(model: type[Any], object_id: Any, message: str) -> Any:
+    """The object, 404 as above, or 403 naming the scope when the user sees it but may not change it."""
+    return scopes.get_changeable(db.session, request_scope(), model, object_id, message)
 
 
 def _page(stmt: sa.Select[Any], args: Args) -> Args:
@@ -71,7 +84,8 @@ class SiteCollection(MethodView):
     def post(self, data: Args) -> tuple[Any, int, dict[str, str]]:
         """Add a site under its parent, with its contacts."""
         contacts = data.pop("contacts", None)
-        site = service.create_site(db.session, data)
+        scopes.settings_unchanged(request_scope(), data)
+        site = scopes.require_change(request_scope(), service.create_site(db.session, data))
         if contacts is not None:
             service.replace_contacts(db.session, site, contacts)
         return _created(site, site_id=site.id)
@@ -84,7 +98,7 @@ class SiteItem(MethodView):
     @sites.fails(404)
     def get(self, site_id: int) -> Site:
         """Show a site."""
-        return get_or_raise(db.session, Site, site_id, _("No site with id %(id)s.", id=site_id))
+        return _visible(Site, site_id, _("No site with id %(id)s.", id=site_id))
 
     @require("inventory.edit")
     @sites.arguments(schemas.SitePatch)
@@ -92,9 +106,10 @@ class SiteItem(MethodView):
     @sites.fails(404, 409, 422)
     def patch(self, data: Args, site_id: int) -> Site:
         """Change the fields given; `contacts`, when given, replace the stored ones."""
-        site = get_or_raise(db.session, Site, site_id, _("No site with id %(id)s.", id=site_id))
+        site = _changeable(Site, site_id, _("No site with id %(id)s.", id=site_id))
         contacts = data.pop("contacts", None)
-        service.update_site(db.session, site, data)
+        scopes.settings_unchanged(request_scope(), data, site)
+        scopes.require_change(request_scope(), service.update_site(db.session, site, data))
         if contacts is not None:
             service.replace_contacts(db.session, site, contacts)
         return site
@@ -106,7 +121,7 @@ class SiteItem(MethodView):
 @sites.fails(404, 409)
 def retire_site(site_id: int) -> Site:
     """Retire a site with its rooms, hosts and links; refused while active sites remain under it."""
-    return service.retire_site(db.session, get_or_raise(db.session, Site, site_id,
+    return service.retire_site(db.session, _changeable(Site, site_id,
                                                         _("No site with id %(id)s.", id=site_id)))
 
 
@@ -132,7 +147,7 @@ class EndpointCollection(MethodView):
     @endpoints.fails(404, 409, 422)
     def post(self, data: Args) -> tuple[Any, int, dict[str, str]]:
         """Add an endpoint (a room) to a site."""
-        endpoint = equipment.save_endpoint(db.session, data)
+        endpoint = scopes.require_change(request_scope(), equipment.save_endpoint(db.session, data))
         return _created(endpoint, endpoint_id=endpoint.id)
 
 
@@ -143,7 +158,7 @@ class EndpointItem(MethodView):
     @endpoints.fails(404)
     def get(self, endpoint_id: int) -> Endpoint:
         """Show an endpoint."""
-        return get_or_raise(db.session, Endpoint, endpoint_id, _("No endpoint with id %(id)s.", id=endpoint_id))
+        return _visible(Endpoint, endpoint_id, _("No endpoint with id %(id)s.", id=endpoint_id))
 
     @require("inventory.edit")
     @endpoints.arguments(schemas.EndpointPatch)
@@ -151,8 +166,8 @@ class EndpointItem(MethodView):
     @endpoints.fails(404, 409, 422)
     def patch(self, data: Args, endpoint_id: int) -> Endpoint:
         """Change the fields given."""
-        return equipment.save_endpoint(db.session, data, get_or_raise(db.session, Endpoint, endpoint_id,
-                                                                      _("No endpoint with id %(id)s.", id=endpoint_id)))
+        found = _changeable(Endpoint, endpoint_id, _("No endpoint with id %(id)s.", id=endpoint_id))
+        return scopes.require_change(request_scope(), equipment.save_endpoint(db.session, data, found))
 
 
 @endpoints.route("/<int:endpoint_id>/retire", methods=["POST"], endpoint="retire")
@@ -161,7 +176,7 @@ class EndpointItem(MethodView):
 @endpoints.fails(404)
 def retire_endpoint(endpoint_id: int) -> Endpoint:
     """Retire an endpoint; it is kept for history."""
-    endpoint = get_or_raise(db.session, Endpoint, endpoint_id, _("No endpoint with id %(id)s.", id=endpoint_id))
+    endpoint = _changeable(Endpoint, endpoint_id, _("No endpoint with id %(id)s.", id=endpoint_id))
     equipment.retire(db.session, endpoint)
     return endpoint
 
@@ -188,7 +203,7 @@ class BridgeCollection(MethodView):
     @bridges.fails(404, 409, 422)
     def post(self, data: Args) -> tuple[Any, int, dict[str, str]]:
         """Add a bridge."""
-        bridge = equipment.save_bridge(db.session, data)
+        bridge = scopes.require_change(request_scope(), equipment.save_bridge(db.session, data))
         return _created(bridge, bridge_id=bridge.id)
 
 
@@ -199,7 +214,7 @@ class BridgeItem(MethodView):
     @bridges.fails(404)
     def get(self, bridge_id: int) -> Bridge:
         """Show a bridge."""
-        return get_or_raise(db.session, Bridge, bridge_id, _("No bridge with id %(id)s.", id=bridge_id))
+        return _visible(Bridge, bridge_id, _("No bridge with id %(id)s.", id=bridge_id))
 
     @require("inventory.edit")
     @bridges.arguments(schemas.BridgePatch)
@@ -207,8 +222,8 @@ class BridgeItem(MethodView):
     @bridges.fails(404, 409, 422)
     def patch(self, data: Args, bridge_id: int) -> Bridge:
         """Change the fields given."""
-        return equipment.save_bridge(db.session, data, get_or_raise(db.session, Bridge, bridge_id,
-                                                                    _("No bridge with id %(id)s.", id=bridge_id)))
+        found = _changeable(Bridge, bridge_id, _("No bridge with id %(id)s.", id=bridge_id))
+        return scopes.require_change(request_scope(), equipment.save_bridge(db.session, data, found))
 
 
 @bridges.route("/<int:bridge_id>/retire", methods=["POST"], endpoint="retire")
@@ -217,7 +232,7 @@ class BridgeItem(MethodView):
 @bridges.fails(404)
 def retire_bridge(bridge_id: int) -> Bridge:
     """Retire a bridge; it is kept for history."""
-    bridge = get_or_raise(db.session, Bridge, bridge_id, _("No bridge with id %(id)s.", id=bridge_id))
+    bridge = _changeable(Bridge, bridge_id, _("No bridge with id %(id)s.", id=bridge_id))
     equipment.retire(db.session, bridge)
     return bridge
 
@@ -244,7 +259,7 @@ class HostCollection(MethodView):
     @hosts.fails(404, 409, 422)
     def post(self, data: Args) -> tuple[Any, int, dict[str, str]]:
         """Add a managed host to a site."""
-        host = equipment.save_host(db.session, data)
+        host = scopes.require_change(request_scope(), equipment.save_host(db.session, data))
         return _created(host, host_id=host.id)
 
 
@@ -255,7 +270,7 @@ class HostItem(MethodView):
     @hosts.fails(404)
     def get(self, host_id: int) -> ManagedHost:
         """Show a managed host."""
-        return get_or_raise(db.session, ManagedHost, host_id, _("No host with id %(id)s.", id=host_id))
+        return _visible(ManagedHost, host_id, _("No host with id %(id)s.", id=host_id))
 
     @require("inventory.edit")
     @hosts.arguments(schemas.HostPatch)
@@ -263,8 +278,8 @@ class HostItem(MethodView):
     @hosts.fails(404, 409, 422)
     def patch(self, data: Args, host_id: int) -> ManagedHost:
         """Change the fields given."""
-        return equipment.save_host(db.session, data, get_or_raise(db.session, ManagedHost, host_id,
-                                                                  _("No host with id %(id)s.", id=host_id)))
+        found = _changeable(ManagedHost, host_id, _("No host with id %(id)s.", id=host_id))
+        return scopes.require_change(request_scope(), equipment.save_host(db.session, data, found))
 
 
 @hosts.route("/<int:host_id>/retire", methods=["POST"], endpoint="retire")
@@ -273,7 +288,7 @@ class HostItem(MethodView):
 @hosts.fails(404)
 def retire_host(host_id: int) -> ManagedHost:
     """Retire a managed host; it is kept for history."""
-    host = get_or_raise(db.session, ManagedHost, host_id, _("No host with id %(id)s.", id=host_id))
+    host = _changeable(ManagedHost, host_id, _("No host with id %(id)s.", id=host_id))
     equipment.retire(db.session, host)
     return host
 
@@ -300,7 +315,7 @@ class LinkCollection(MethodView):
     @links.fails(404, 409, 422)
     def post(self, data: Args) -> tuple[Any, int, dict[str, str]]:
         """Add a link between two sites."""
-        link = equipment.save_link(db.session, data)
+        link = scopes.require_change(request_scope(), equipment.save_link(db.session, data))
         return _created(link, link_id=link.id)
 
 
@@ -311,7 +326,7 @@ class LinkItem(MethodView):
     @links.fails(404)
     def get(self, link_id: int) -> Link:
         """Show a link."""
-        return get_or_raise(db.session, Link, link_id, _("No link with id %(id)s.", id=link_id))
+        return _visible(Link, link_id, _("No link with id %(id)s.", id=link_id))
 
     @require("inventory.edit")
     @links.arguments(schemas.LinkPatch)
@@ -319,8 +334,8 @@ class LinkItem(MethodView):
     @links.fails(404, 409, 422)
     def patch(self, data: Args, link_id: int) -> Link:
         """Change the fields given."""
-        return equipment.save_link(db.session, data, get_or_raise(db.session, Link, link_id,
-                                                                  _("No link with id %(id)s.", id=link_id)))
+        found = _changeable(Link, link_id, _("No link with id %(id)s.", id=link_id))
+        return scopes.require_change(request_scope(), equipment.save_link(db.session, data, found))
 
 
 @links.route("/<int:link_id>/retire", methods=["POST"], endpoint="retire")
@@ -329,7 +344,7 @@ class LinkItem(MethodView):
 @links.fails(404)
 def retire_link(link_id: int) -> Link:
     """Retire a link; it is kept for history."""
-    link = get_or_raise(db.session, Link, link_id, _("No link with id %(id)s.", id=link_id))
+    link = _changeable(Link, link_id, _("No link with id %(id)s.", id=link_id))
     equipment.retire(db.session, link)
     return link
 
@@ -355,7 +370,8 @@ class MaintenanceCollection(MethodView):
     @maintenance.fails(404, 422)
     def post(self, data: Args) -> tuple[Any, int, dict[str, str]]:
         """Plan a maintenance window on one site, endpoint, bridge or link."""
-        window = windows.create_maintenance(db.session, created_by_id=current_user.id, **data)
+        window = scopes.require_change(request_scope(),
+                                       windows.create_maintenance(db.session, created_by_id=current_user.id, **data))
         return _created(window, window_id=window.id)
 
 
@@ -366,7 +382,7 @@ class MaintenanceItem(MethodView):
     @maintenance.fails(404)
     def get(self, window_id: int) -> MaintenanceWindow:
         """Show a maintenance window."""
-        return get_or_raise(db.session, MaintenanceWindow, window_id,
+        return _visible(MaintenanceWindow, window_id,
                             _("No maintenance window with id %(id)s.", id=window_id))
 
     @require("maintenance.edit")
@@ -375,7 +391,7 @@ class MaintenanceItem(MethodView):
     @maintenance.fails(404, 422)
     def patch(self, data: Args, window_id: int) -> MaintenanceWindow:
         """Move a window or change its reason; its target stays."""
-        window = get_or_raise(db.session, MaintenanceWindow, window_id,
+        window = _changeable(MaintenanceWindow, window_id,
                               _("No maintenance window with id %(id)s.", id=window_id))
         return windows.update_maintenance(db.session, window, data)
 
@@ -384,7 +400,7 @@ class MaintenanceItem(MethodView):
     @maintenance.fails(404)
     def delete(self, window_id: int) -> None:
         """Delete a maintenance window."""
-        windows.delete_maintenance(db.session, get_or_raise(db.session, MaintenanceWindow, window_id,
+        windows.delete_maintenance(db.session, _changeable(MaintenanceWindow, window_id,
                                                             _("No maintenance window with id %(id)s.", id=window_id)))
 
 

@@ -107,7 +107,7 @@ class ContactForm(CheckedSubform):
 
 class SiteForm(InventoryForm):
     SERVICE_FIELDS = ("code", "name", "level", "parent_id", "address", "latitude", "longitude", "is_sample",
-                      "notes", "status")
+                      "notes", "status", "invites_outside_scope")
 
     code = text(_l("Code"), 32, required=True)
     name = text(_l("Name"), 200, required=True)
@@ -117,6 +117,8 @@ class SiteForm(InventoryForm):
     latitude = FloatField(_l("Latitude"), validators=[Optional(), NumberRange(-90, 90)])
     longitude = FloatField(_l("Longitude"), validators=[Optional(), NumberRange(-180, 180)])
     is_sample = BooleanField(_l("Sample site"))
+    invites_outside_scope = BooleanField(_l("Its staff may invite sites outside their scope"), description=_l(
+        "For a province: whether its secretariats confined to it may invite other provinces' sites."))
     status = status_field()
     notes = TextAreaField(_l("Notes"), filters=[strip], default="")
     contacts = FieldList(FormField(ContactForm), max_entries=50)

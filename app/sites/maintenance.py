@@ -7,7 +7,7 @@ refuses what a window covers; the lists of windows are in app.sites.queries.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy.orm as so
@@ -51,6 +51,23 @@ def create_maintenance(session: so.Session, target_kind: str, target_id: int, st
     session.add(window)
     session.flush()
     return window
+
+
+# The booked meetings a window overlaps, (title, start): told by the meetings domain (above this one), set by the
+# factory; none without it.
+OverlapSource = Callable[[so.Session, MaintenanceWindow], list[tuple[str, dt.datetime]]]
+_overlap_source: OverlapSource | None = None
+
+
+def set_overlap_source(source: OverlapSource | None) -> OverlapSource | None:
+    global _overlap_source
+    previous, _overlap_source = _overlap_source, source
+    return previous
+
+
+def meetings_overlapping(session: so.Session, window: MaintenanceWindow) -> list[tuple[str, dt.datetime]]:
+    """The booked meetings the window overlaps, for the technician's warning (the window is made all the same)."""
+    return _overlap_source(session, window) if _overlap_source is not None else []
 
 
 def delete_maintenance(session: so.Session, window: MaintenanceWindow) -> None:

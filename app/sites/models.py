@@ -79,6 +79,8 @@ class Site(Base):
     is_sample: so.Mapped[bool] = so.mapped_column(default=False)
     status: so.Mapped[Status] = so.mapped_column(stored_enum(Status, "site_status"), default=Status.ACTIVE)
     notes: so.Mapped[str] = so.mapped_column(sa.Text, default="")
+    # On a top-level site (a province): whether its scoped staff may invite sites outside their scope.
+    invites_outside_scope: so.Mapped[bool] = so.mapped_column(default=False, server_default=sa.false())
     created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
 
     level: so.Mapped[Level] = so.relationship(lazy="joined")

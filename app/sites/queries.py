@@ -31,6 +31,7 @@ from app.sites.models import (
     Site,
     Status,
 )
+from app.sites.scope import Scope, within
 from app.sites.service import list_levels
 
 
@@ -41,10 +42,11 @@ class SiteFilter:
     within: int | None = None  # a site id: its subtree
     status: str = ""
     sample: bool | None = None
+    scope: Scope | None = None  # the user's: always applied
 
 
 def site_query(session: so.Session, f: SiteFilter) -> sa.Select[tuple[Site]]:
-    stmt = sa.select(Site).join(Site.level).order_by(Level.rank, Site.code)
+    stmt = sa.select(Site).join(Site.level).order_by(Level.rank, Site.code).where(within(f.scope, Site.id))
     if f.q:
         like = f"%{f.q.strip()}%"
         stmt = stmt.where(sa.or_(Site.code.ilike(like), Site.name.ilike(like), Site.address.ilike(like)))
@@ -68,6 +70,7 @@ class EquipmentFilter:
     within: int | None = None  # a site id: equipment at that site or below it
     status: str = ""
     kind: str = ""
+    scope: Scope | None = None  # the user's: always applied
 
 
 @dataclass
@@ -76,6 +79,7 @@ class LinkFilter:
     within: int | None = None  # a site id: links with either end in its subtree
     medium: str = ""
     status: str = ""
+    scope: Scope | None = None  # the user's: links with either end in it
 
 
 @dataclass
@@ -84,6 +88,7 @@ class MaintenanceFilter:
     target_id: int | None = None
     ends_after: dt.datetime | None = None  # with starts_before: windows overlapping a period
     starts_before: dt.datetime | None = None
+    scope: Scope | None = None  # the user's: windows on what lies in it
 
 
 def _subtree_of(session: so.Session, site_id: int) -> sa.ColumnElement[bool]:
@@ -92,7 +97,8 @@ def _subtree_of(session: so.Session, site_id: int) -> sa.ColumnElement[bool]:
 
 
 def endpoint_query(session: so.Session, f: EquipmentFilter) -> sa.Select[tuple[Endpoint]]:
-    stmt = sa.select(Endpoint).join(Endpoint.site).order_by(Site.path, Endpoint.room_name)
+    stmt = (sa.select(Endpoint).join(Endpoint.site).order_by(Site.path, Endpoint.room_name)
+            .where(within(f.scope, Endpoint.site_id)))
     if f.q:
         like = f"%{f.q.strip()}%"
         stmt = stmt.where(sa.or_(Endpoint.room_name.ilike(like), Endpoint.vendor.ilike(like),
@@ -109,7 +115,8 @@ def endpoint_query(session: so.Session, f: EquipmentFilter) -> sa.Select[tuple[E
 
 
 def host_query(session: so.Session, f: EquipmentFilter) -> sa.Select[tuple[ManagedHost]]:
-    stmt = sa.select(ManagedHost).join(ManagedHost.site).order_by(ManagedHost.name)
+    stmt = (sa.select(ManagedHost).join(ManagedHost.site).order_by(ManagedHost.name)
+            .where(within(f.scope, ManagedHost.site_id)))
     if f.q:
         like = f"%{f.q.strip()}%"
         stmt = stmt.where(sa.or_(ManagedHost.name.ilike(like), ManagedHost.mgmt_address.ilike(like),
@@ -125,6 +132,8 @@ def host_query(session: so.Session, f: EquipmentFilter) -> sa.Select[tuple[Manag
 
 def bridge_query(session: so.Session, f: EquipmentFilter) -> sa.Select[tuple[Bridge]]:
     stmt = sa.select(Bridge).outerjoin(Bridge.site).order_by(Bridge.name)
+    if f.scope is not None:  # bridges without a site are shared: everybody sees them
+        stmt = stmt.where(sa.or_(Bridge.site_id.is_(None), f.scope.clause(Bridge.site_id)))
     if f.q:
         like = f"%{f.q.strip()}%"
         stmt = stmt.where(sa.or_(Bridge.name.ilike(like), Bridge.vendor.ilike(like), Bridge.model.ilike(like),
@@ -140,6 +149,8 @@ def link_query(session: so.Session, f: LinkFilter) -> sa.Select[tuple[Link]]:
     site_a, site_b = so.aliased(Site), so.aliased(Site)
     stmt = (sa.select(Link).join(site_a, Link.site_a_id == site_a.id).join(site_b, Link.site_b_id == site_b.id)
             .order_by(Link.code))
+    if f.scope is not None:
+        stmt = stmt.where(sa.or_(f.scope.clause(Link.site_a_id), f.scope.clause(Link.site_b_id)))
     if f.q:
         like = f"%{f.q.strip()}%"
         stmt = stmt.where(sa.or_(Link.code.ilike(like), Link.provider.ilike(like), Link.address_a.ilike(like),
@@ -156,6 +167,8 @@ def link_query(session: so.Session, f: LinkFilter) -> sa.Select[tuple[Link]]:
 
 def maintenance_query(session: so.Session, f: MaintenanceFilter) -> sa.Select[tuple[MaintenanceWindow]]:
     stmt = sa.select(MaintenanceWindow).order_by(MaintenanceWindow.starts_at.desc(), MaintenanceWindow.id)
+    if f.scope is not None:
+        stmt = stmt.where(maintenance_in(f.scope))
     if f.target_kind:
         if f.target_kind not in MAINTENANCE_TARGETS:
             raise Invalid(_("Maintenance applies to a site, endpoint, bridge or link, not '%(kind)s'.",
@@ -169,14 +182,25 @@ def maintenance_query(session: so.Session, f: MaintenanceFilter) -> sa.Select[tu
     return stmt
 
 
+def maintenance_in(scope: Scope) -> sa.ColumnElement[bool]:
+    """Windows on what the scope sees: its sites, their rooms and hosts, links with an end in it, shared
+    bridges and bridges at its sites."""
+    rooms = sa.select(Endpoint.id).where(scope.clause(Endpoint.site_id))
+    bridges = sa.select(Bridge.id).where(sa.or_(Bridge.site_id.is_(None), scope.clause(Bridge.site_id)))
+    links = sa.select(Link.id).where(sa.or_(scope.clause(Link.site_a_id), scope.clause(Link.site_b_id)))
+    return sa.or_(scope.clause(MaintenanceWindow.site_id), MaintenanceWindow.endpoint_id.in_(rooms),
+                  MaintenanceWindow.bridge_id.in_(bridges), MaintenanceWindow.link_id.in_(links))
+
+
 MAINTENANCE_PERIODS = ("current", "upcoming", "past")
 
 
 def maintenance_list_query(session: so.Session, when: str = "", q: str = "",
-                           now: dt.datetime | None = None) -> sa.Select[tuple[MaintenanceWindow]]:
+                           now: dt.datetime | None = None,
+                           scope: Scope | None = None) -> sa.Select[tuple[MaintenanceWindow]]:
     """Windows that are on now, still to come or over, found by their reason or their target's name."""
     now = now or dt.datetime.now(dt.UTC)
-    stmt = maintenance_query(session, MaintenanceFilter()).order_by(None)
+    stmt = maintenance_query(session, MaintenanceFilter(scope=scope)).order_by(None)
     if when == "current":
         stmt = stmt.where(MaintenanceWindow.starts_at <= now, MaintenanceWindow.ends_at > now)
     elif when == "upcoming":
@@ -201,29 +225,32 @@ def maintenance_list_query(session: so.Session, when: str = "", q: str = "",
     return stmt
 
 
-def maintenance_targets(session: so.Session) -> dict[str, list[Any]]:
-    """What a new maintenance window can be put on: everything not retired, by kind."""
-    def active(model: Any, *order: Any) -> list[Any]:
-        return list(session.scalars(sa.select(model).where(model.status != Status.RETIRED).order_by(*order)))
+def maintenance_targets(session: so.Session, scope: Scope | None = None) -> dict[str, list[Any]]:
+    """What a new maintenance window can be put on: everything not retired (and changeable from the scope), by
+    kind."""
+    def active(model: Any, *where: Any) -> list[Any]:
+        order = {Site: Site.code, Bridge: Bridge.name, Link: Link.code}[model]
+        return list(session.scalars(sa.select(model).where(model.status != Status.RETIRED, *where).order_by(order)))
 
     rooms = list(session.scalars(sa.select(Endpoint).join(Endpoint.site).where(Endpoint.status != Status.RETIRED)
-                                 .order_by(Site.code, Endpoint.room_name)))
-    return {"site": active(Site, Site.code), "endpoint": rooms, "bridge": active(Bridge, Bridge.name),
-            "link": active(Link, Link.code)}
+                                 .where(within(scope, Endpoint.site_id)).order_by(Site.code, Endpoint.room_name)))
+    bridges = active(Bridge) if scope is None else active(Bridge, scope.clause(Bridge.site_id))
+    return {"site": active(Site, within(scope, Site.id)), "endpoint": rooms, "bridge": bridges,
+            "link": active(Link, within(scope, Link.site_a_id), within(scope, Link.site_b_id))}
 
 
-def site_options(session: so.Session, include_retired: bool = False) -> list[Site]:
+def site_options(session: so.Session, include_retired: bool = False, scope: Scope | None = None) -> list[Site]:
     """Sites to choose from in a form, highest levels first."""
-    stmt = sa.select(Site).join(Site.level).order_by(Level.rank, Site.code)
+    stmt = sa.select(Site).join(Site.level).order_by(Level.rank, Site.code).where(within(scope, Site.id))
     if not include_retired:
         stmt = stmt.where(Site.status != Status.RETIRED)
     return list(session.scalars(stmt))
 
 
-def parent_sites(session: so.Session) -> list[Site]:
+def parent_sites(session: so.Session, scope: Scope | None = None) -> list[Site]:
     """Sites that have sites under them: the choices of a "within this subtree" filter."""
     parents = sa.select(Site.parent_id).where(Site.parent_id.is_not(None))
-    return list(session.scalars(sa.select(Site).join(Site.level).where(Site.id.in_(parents))
+    return list(session.scalars(sa.select(Site).join(Site.level).where(Site.id.in_(parents), within(scope, Site.id))
                                 .order_by(Level.rank, Site.code)))
 
 
@@ -241,9 +268,11 @@ class TreeNode:
     children: list[TreeNode]
 
 
-def site_tree(session: so.Session, root: Site | None = None) -> list[TreeNode]:
+def site_tree(session: so.Session, root: Site | None = None, scope: Scope | None = None) -> list[TreeNode]:
     """The site tree (or the subtree of `root`) in one query, children ordered by code."""
-    stmt = sa.select(Site).order_by(Site.code)
+    stmt = sa.select(Site).order_by(Site.code).where(within(scope, Site.id))
+    if root is None and scope is not None:
+        root = scope.site
     if root is not None:
         stmt = stmt.where(Site.path.startswith(root.path))
     sites = list(session.scalars(stmt))
@@ -260,7 +289,8 @@ def site_tree(session: so.Session, root: Site | None = None) -> list[TreeNode]:
 
 
 def site_links(session: so.Session, site: Site) -> list[Link]:
-    """Every link with an end at the site, its uplink (towards the parent) first."""
+    """Every link with an end at the site, its uplink (towards the parent) first (a link is seen from either
+    end, so a scope hides none of them)."""
     links = list(session.scalars(sa.select(Link).where(sa.or_(Link.site_a_id == site.id, Link.site_b_id == site.id))
                                  .order_by(Link.code)))
     up = tree.uplink(session, site)
@@ -290,29 +320,33 @@ class InventoryCounts:
     links: dict[Status, int]
 
 
-def _count_by_status(session: so.Session, model: Any) -> dict[Status, int]:
+def _count_by_status(session: so.Session, model: Any, *where: Any) -> dict[Status, int]:
     counts = dict.fromkeys(Status, 0)
-    for status, count in session.execute(sa.select(model.status, sa.func.count()).group_by(model.status)):
+    for status, count in session.execute(sa.select(model.status, sa.func.count()).where(*where)
+                                         .group_by(model.status)):
         counts[Status(status)] = count
     return counts
 
 
-def inventory_counts(session: so.Session) -> InventoryCounts:
-    """The home page's summary: sites in service by level, equipment and links by status."""
+def inventory_counts(session: so.Session, scope: Scope | None = None) -> InventoryCounts:
+    """The home page's summary: sites in service by level, equipment and links by status (what the scope sees)."""
     by_level = session.execute(
         sa.select(Level.id, sa.func.count(Site.id))
-        .outerjoin(Site, sa.and_(Site.level_id == Level.id, Site.status != Status.RETIRED))
+        .outerjoin(Site, sa.and_(Site.level_id == Level.id, Site.status != Status.RETIRED, within(scope, Site.id)))
         .group_by(Level.id))
     counts = dict(by_level.all())
+    bridges = () if scope is None else (sa.or_(Bridge.site_id.is_(None), scope.clause(Bridge.site_id)),)
+    links = () if scope is None else (sa.or_(scope.clause(Link.site_a_id), scope.clause(Link.site_b_id)),)
     return InventoryCounts(
         sites_by_level=[(level, counts.get(level.id, 0)) for level in list_levels(session)],
-        endpoints=_count_by_status(session, Endpoint), bridges=_count_by_status(session, Bridge),
-        links=_count_by_status(session, Link))
+        endpoints=_count_by_status(session, Endpoint, within(scope, Endpoint.site_id)),
+        bridges=_count_by_status(session, Bridge, *bridges), links=_count_by_status(session, Link, *links))
 
 
-def upcoming_maintenance(session: so.Session, limit: int = 10,
-                         now: dt.datetime | None = None) -> list[MaintenanceWindow]:
+def upcoming_maintenance(session: so.Session, limit: int = 10, now: dt.datetime | None = None,
+                         scope: Scope | None = None) -> list[MaintenanceWindow]:
     """Windows on now or still to come, soonest first."""
     now = now or dt.datetime.now(dt.UTC)
     return list(session.scalars(sa.select(MaintenanceWindow).where(MaintenanceWindow.ends_at > now)
+                                .where(maintenance_in(scope) if scope is not None else sa.true())
                                 .order_by(MaintenanceWindow.starts_at, MaintenanceWindow.id).limit(limit)))

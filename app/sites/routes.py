@@ -22,9 +22,11 @@ from wtforms.fields.choices import SelectChoice
 
 from app.auth.models import Role, User
 from app.auth.permissions import role_can
-from app.db import db, get_or_raise
+from app.config import local_zone
+from app.db import db
 from app.errors import DomainError
 from app.sites import equipment, maintenance, queries, service, tree
+from app.sites import scope as scopes
 from app.sites.forms import (
     CHOICE_LABELS,
     BridgeForm,
@@ -47,6 +49,7 @@ from app.sites.models import (
     Site,
     Status,
 )
+from app.sites.scope import request_scope
 from app.web.access import login_required_only, require
 from app.web.pagination import paginate_request
 
@@ -101,6 +104,16 @@ def _detail_url(kind: str, obj: Any) -> str:
     return url_for(f"sites.{kind}_detail", **{f"{kind}_id": obj.id})
 
 
+def _visible(model: type[Any], object_id: Any, message: str) -> Any:
+    """The object, or 404 when it does not exist or lies outside the user's scope."""
+    return scopes.get_visible(db.session, request_scope(), model, object_id, message)
+
+
+def _changeable(model: type[Any], object_id: Any, message: str) -> Any:
+    """The object, 404 as above, or 403 naming the scope when the user sees it but may not change it."""
+    return scopes.get_changeable(db.session, request_scope(), model, object_id, message)
+
+
 # ---------------------------------------------------------------- home
 
 @bp.get("/")
@@ -110,8 +123,9 @@ def home() -> ResponseReturnValue:
     if current_user.role is Role.SITE_STAFF:
         return render_template("home.html", own_site=current_user.site)
     can_view = role_can(current_user.role, "inventory.view")
-    counts = queries.inventory_counts(db.session) if can_view else None
-    windows = queries.upcoming_maintenance(db.session) if can_view else []
+    scope = request_scope()
+    counts = queries.inventory_counts(db.session, scope) if can_view else None
+    windows = queries.upcoming_maintenance(db.session, scope=scope) if can_view else []
     return render_template("home.html", own_site=None, counts=counts, windows=windows, statuses=list(Status))
 
 
@@ -125,22 +139,23 @@ def site_list() -> ResponseReturnValue:
     level = _choice_arg("level", tuple(lv.code for lv in levels))
     f = queries.SiteFilter(q=request.args.get("q", "").strip(), level=level,
                            within=request.args.get("within", type=int),
-                           status=_choice_arg("status", Status), sample=sample)
+                           status=_choice_arg("status", Status), sample=sample, scope=request_scope())
     page = paginate_request(queries.site_query(db.session, f).options(so.selectinload(Site.parent)))
     return render_template("sites/site_list.html", page=page, f=f, levels=levels,
-                           parents=queries.parent_sites(db.session), statuses=list(Status))
+                           parents=queries.parent_sites(db.session, f.scope), statuses=list(Status))
 
 
 @bp.get("/sites/tree")
 @require("inventory.view")
 def site_tree() -> ResponseReturnValue:
     within = request.args.get("within", type=int)
-    root = get_or_raise(db.session, Site, within, _("No site with id %(id)s.", id=within)) if within else None
+    root = _visible(Site, within, _("No site with id %(id)s.", id=within)) if within else None
     levels = service.list_levels(db.session)
     group_level = next((lv for lv in levels if lv.code == request.args.get("group")), None)
     groups: list[tuple[Site | None, list[Site]]] = []
     if group_level is not None:
-        sites = db.session.scalars(queries.site_query(db.session, queries.SiteFilter(within=within))).all()
+        sites = db.session.scalars(queries.site_query(db.session, queries.SiteFilter(within=within,
+                                                                                     scope=request_scope()))).all()
         grouped = tree.group_by_ancestor(db.session, sites, group_level)
         # Each group lists the sites below its ancestor; sites at or above the level head groups or are above them.
         for ancestor, members in grouped.items():
@@ -148,15 +163,15 @@ def site_tree() -> ResponseReturnValue:
             if ancestor is not None or below:
                 groups.append((ancestor, below))
         groups.sort(key=lambda g: (g[0] is None, g[0].code if g[0] else ""))
-    roots = queries.site_tree(db.session, root) if group_level is None else []
+    roots = queries.site_tree(db.session, root, request_scope()) if group_level is None else []
     return render_template("sites/site_tree.html", roots=roots, root=root, levels=levels, group_level=group_level,
-                           groups=groups, parents=queries.parent_sites(db.session))
+                           groups=groups, parents=queries.parent_sites(db.session, request_scope()))
 
 
 @bp.get("/sites/<int:site_id>")
 @require("inventory.view")
 def site_detail(site_id: int) -> ResponseReturnValue:
-    site = get_or_raise(db.session, Site, site_id, _("No site with id %(id)s.", id=site_id))
+    site = _visible(Site, site_id, _("No site with id %(id)s.", id=site_id))
     return render_template("sites/site_detail.html", site=site, ancestors=tree.ancestors(db.session, site),
                            links=queries.site_links(db.session, site),
                            uplink=tree.uplink(db.session, site),
@@ -167,7 +182,7 @@ def site_detail(site_id: int) -> ResponseReturnValue:
 def _site_form_page(form: SiteForm, site: Site | None) -> ResponseReturnValue:
     """Show, refuse or save the site form (create when `site` is None)."""
     form.level.choices = [SelectChoice(lv.code, lv.name) for lv in service.list_levels(db.session)]
-    parents = [s for s in queries.site_options(db.session) if site is None or s.id != site.id]
+    parents = [s for s in queries.site_options(db.session, scope=request_scope()) if site is None or s.id != site.id]
     if site is not None and site.parent is not None and site.parent not in parents:
         parents.append(site.parent)
     form.set_site_choices(parents, "parent_id", optional=True)
@@ -181,8 +196,10 @@ def _site_form_page(form: SiteForm, site: Site | None) -> ResponseReturnValue:
             form.pad_contacts()
         return _not_valid(form, "sites/site_form.html", **context)
     try:
+        scopes.settings_unchanged(request_scope(), form.changes(), site)
         saved = (service.create_site(db.session, form.changes()) if site is None
                  else service.update_site(db.session, site, form.changes()))
+        scopes.require_change(request_scope(), saved)  # not created or moved outside the scope
         service.replace_contacts(db.session, saved, form.contact_rows())
     except DomainError as error:
         return _show_refusal(error, form, "sites/site_form.html", **context)
@@ -202,7 +219,7 @@ def site_create() -> ResponseReturnValue:
 @bp.route("/sites/<int:site_id>/edit", methods=["GET", "POST"])
 @require("inventory.edit")
 def site_edit(site_id: int) -> ResponseReturnValue:
-    site = get_or_raise(db.session, Site, site_id, _("No site with id %(id)s.", id=site_id))
+    site = _changeable(Site, site_id, _("No site with id %(id)s.", id=site_id))
     form = SiteForm(obj=site) if request.method == "GET" else SiteForm()
     if request.method == "GET":
         form.level.data = site.level.code
@@ -212,7 +229,7 @@ def site_edit(site_id: int) -> ResponseReturnValue:
 @bp.route("/sites/<int:site_id>/retire", methods=["GET", "POST"])
 @require("inventory.edit")
 def site_retire(site_id: int) -> ResponseReturnValue:
-    site = get_or_raise(db.session, Site, site_id, _("No site with id %(id)s.", id=site_id))
+    site = _changeable(Site, site_id, _("No site with id %(id)s.", id=site_id))
     title = _("Retire the site %(name)s", name=site.name)
     message = _("The site, its rooms, its hosts and its links will be marked retired. They stay in the inventory "
                 "with that status.")
@@ -242,7 +259,7 @@ def _equipment_form_page(form: InventoryForm, kind: str, title: str, obj: Any,
     if not form.validate_on_submit():
         return _not_valid(form, "sites/equipment_form.html", **context)
     try:
-        saved = save(form.changes())
+        saved = scopes.require_change(request_scope(), save(form.changes()))  # not put outside the scope
     except DomainError as error:
         return _show_refusal(error, form, "sites/equipment_form.html", **context)
     flash(_("Saved."), "success")
@@ -261,7 +278,7 @@ def _new_form(form_class: type[InventoryForm], obj: Any) -> InventoryForm:
 
 def _equipment_filter() -> queries.EquipmentFilter:
     return queries.EquipmentFilter(q=request.args.get("q", "").strip(), within=request.args.get("within", type=int),
-                                   status=_choice_arg("status", Status))
+                                   status=_choice_arg("status", Status), scope=request_scope())
 
 
 def _retire_page(kind: str, obj: Any, name: str) -> ResponseReturnValue:
@@ -282,13 +299,13 @@ def endpoint_list() -> ResponseReturnValue:
     f.kind = _choice_arg("kind", EndpointKind)
     page = paginate_request(queries.endpoint_query(db.session, f).options(so.contains_eager(Endpoint.site)))
     return render_template("sites/endpoint_list.html", page=page, f=f, kinds=list(EndpointKind),
-                           parents=queries.parent_sites(db.session), statuses=list(Status))
+                           parents=queries.parent_sites(db.session, f.scope), statuses=list(Status))
 
 
 @bp.get("/endpoints/<int:endpoint_id>")
 @require("inventory.view")
 def endpoint_detail(endpoint_id: int) -> ResponseReturnValue:
-    endpoint = get_or_raise(db.session, Endpoint, endpoint_id, _("No endpoint with id %(id)s.", id=endpoint_id))
+    endpoint = _visible(Endpoint, endpoint_id, _("No endpoint with id %(id)s.", id=endpoint_id))
     return render_template("sites/endpoint_detail.html", endpoint=endpoint,
                            windows=_windows_of("endpoint", endpoint.id))
 
@@ -310,14 +327,14 @@ def endpoint_create() -> ResponseReturnValue:
 @bp.route("/endpoints/<int:endpoint_id>/edit", methods=["GET", "POST"])
 @require("inventory.edit")
 def endpoint_edit(endpoint_id: int) -> ResponseReturnValue:
-    return _endpoint_form(get_or_raise(db.session, Endpoint, endpoint_id,
+    return _endpoint_form(_changeable(Endpoint, endpoint_id,
                                        _("No endpoint with id %(id)s.", id=endpoint_id)))
 
 
 @bp.route("/endpoints/<int:endpoint_id>/retire", methods=["GET", "POST"])
 @require("inventory.edit")
 def endpoint_retire(endpoint_id: int) -> ResponseReturnValue:
-    endpoint = get_or_raise(db.session, Endpoint, endpoint_id, _("No endpoint with id %(id)s.", id=endpoint_id))
+    endpoint = _changeable(Endpoint, endpoint_id, _("No endpoint with id %(id)s.", id=endpoint_id))
     return _retire_page("endpoint", endpoint, f"{endpoint.site.name} — {endpoint.room_name}")
 
 
@@ -326,14 +343,14 @@ def endpoint_retire(endpoint_id: int) -> ResponseReturnValue:
 def bridge_list() -> ResponseReturnValue:
     f = _equipment_filter()
     page = paginate_request(queries.bridge_query(db.session, f))
-    return render_template("sites/bridge_list.html", page=page, f=f, parents=queries.parent_sites(db.session),
+    return render_template("sites/bridge_list.html", page=page, f=f, parents=queries.parent_sites(db.session, f.scope),
                            statuses=list(Status))
 
 
 @bp.get("/bridges/<int:bridge_id>")
 @require("inventory.view")
 def bridge_detail(bridge_id: int) -> ResponseReturnValue:
-    bridge = get_or_raise(db.session, Bridge, bridge_id, _("No bridge with id %(id)s.", id=bridge_id))
+    bridge = _visible(Bridge, bridge_id, _("No bridge with id %(id)s.", id=bridge_id))
     return render_template("sites/bridge_detail.html", bridge=bridge, windows=_windows_of("bridge", bridge.id))
 
 
@@ -354,13 +371,13 @@ def bridge_create() -> ResponseReturnValue:
 @bp.route("/bridges/<int:bridge_id>/edit", methods=["GET", "POST"])
 @require("inventory.edit")
 def bridge_edit(bridge_id: int) -> ResponseReturnValue:
-    return _bridge_form(get_or_raise(db.session, Bridge, bridge_id, _("No bridge with id %(id)s.", id=bridge_id)))
+    return _bridge_form(_changeable(Bridge, bridge_id, _("No bridge with id %(id)s.", id=bridge_id)))
 
 
 @bp.route("/bridges/<int:bridge_id>/retire", methods=["GET", "POST"])
 @require("inventory.edit")
 def bridge_retire(bridge_id: int) -> ResponseReturnValue:
-    bridge = get_or_raise(db.session, Bridge, bridge_id, _("No bridge with id %(id)s.", id=bridge_id))
+    bridge = _changeable(Bridge, bridge_id, _("No bridge with id %(id)s.", id=bridge_id))
     return _retire_page("bridge", bridge, bridge.name)
 
 
@@ -371,13 +388,13 @@ def host_list() -> ResponseReturnValue:
     f.kind = _choice_arg("kind", HostKind)
     page = paginate_request(queries.host_query(db.session, f).options(so.contains_eager(ManagedHost.site)))
     return render_template("sites/host_list.html", page=page, f=f, kinds=list(HostKind),
-                           parents=queries.parent_sites(db.session), statuses=list(Status))
+                           parents=queries.parent_sites(db.session, f.scope), statuses=list(Status))
 
 
 @bp.get("/hosts/<int:host_id>")
 @require("inventory.view")
 def host_detail(host_id: int) -> ResponseReturnValue:
-    return render_template("sites/host_detail.html", host=get_or_raise(db.session, ManagedHost, host_id,
+    return render_template("sites/host_detail.html", host=_visible(ManagedHost, host_id,
                                                                        _("No host with id %(id)s.", id=host_id)))
 
 
@@ -397,13 +414,13 @@ def host_create() -> ResponseReturnValue:
 @bp.route("/hosts/<int:host_id>/edit", methods=["GET", "POST"])
 @require("inventory.edit")
 def host_edit(host_id: int) -> ResponseReturnValue:
-    return _host_form(get_or_raise(db.session, ManagedHost, host_id, _("No host with id %(id)s.", id=host_id)))
+    return _host_form(_changeable(ManagedHost, host_id, _("No host with id %(id)s.", id=host_id)))
 
 
 @bp.route("/hosts/<int:host_id>/retire", methods=["GET", "POST"])
 @require("inventory.edit")
 def host_retire(host_id: int) -> ResponseReturnValue:
-    host = get_or_raise(db.session, ManagedHost, host_id, _("No host with id %(id)s.", id=host_id))
+    host = _changeable(ManagedHost, host_id, _("No host with id %(id)s.", id=host_id))
     return _retire_page("host", host, host.name)
 
 
@@ -411,17 +428,18 @@ def host_retire(host_id: int) -> ResponseReturnValue:
 @require("inventory.view")
 def link_list() -> ResponseReturnValue:
     f = queries.LinkFilter(q=request.args.get("q", "").strip(), within=request.args.get("within", type=int),
-                           medium=_choice_arg("medium", LinkMedium), status=_choice_arg("status", Status))
+                           medium=_choice_arg("medium", LinkMedium), status=_choice_arg("status", Status),
+                           scope=request_scope())
     page = paginate_request(queries.link_query(db.session, f)
                      .options(so.selectinload(Link.site_a), so.selectinload(Link.site_b)))
     return render_template("sites/link_list.html", page=page, f=f, media=list(LinkMedium),
-                           parents=queries.parent_sites(db.session), statuses=list(Status))
+                           parents=queries.parent_sites(db.session, f.scope), statuses=list(Status))
 
 
 @bp.get("/links/<int:link_id>")
 @require("inventory.view")
 def link_detail(link_id: int) -> ResponseReturnValue:
-    link = get_or_raise(db.session, Link, link_id, _("No link with id %(id)s.", id=link_id))
+    link = _visible(Link, link_id, _("No link with id %(id)s.", id=link_id))
     return render_template("sites/link_detail.html", link=link, windows=_windows_of("link", link.id))
 
 
@@ -442,19 +460,19 @@ def link_create() -> ResponseReturnValue:
 @bp.route("/links/<int:link_id>/edit", methods=["GET", "POST"])
 @require("inventory.edit")
 def link_edit(link_id: int) -> ResponseReturnValue:
-    return _link_form(get_or_raise(db.session, Link, link_id, _("No link with id %(id)s.", id=link_id)))
+    return _link_form(_changeable(Link, link_id, _("No link with id %(id)s.", id=link_id)))
 
 
 @bp.route("/links/<int:link_id>/retire", methods=["GET", "POST"])
 @require("inventory.edit")
 def link_retire(link_id: int) -> ResponseReturnValue:
-    link = get_or_raise(db.session, Link, link_id, _("No link with id %(id)s.", id=link_id))
+    link = _changeable(Link, link_id, _("No link with id %(id)s.", id=link_id))
     return _retire_page("link", link, link.code)
 
 
 def _site_choices(*current: Site | None) -> list[Site]:
     """Sites in service, plus the ones a row already points to (so that editing it keeps them)."""
-    sites = queries.site_options(db.session)
+    sites = queries.site_options(db.session, scope=request_scope())
     return sites + [s for s in current if s is not None and s not in sites]
 
 
@@ -486,11 +504,11 @@ def _target_choices(fixed: str) -> tuple[list[SelectChoice], Any]:
     kind, _sep, ident = fixed.partition(":")
     model = maintenance.MAINTENANCE_TARGETS.get(kind)
     if model is not None and ident.isdigit():
-        obj = maintenance.find_target(db.session, kind, int(ident))
+        obj = scopes.require_change(request_scope(), maintenance.find_target(db.session, kind, int(ident)))
         return [SelectChoice(fixed, _target_label(kind, obj))], obj
     group_labels = {"site": _("Sites"), "endpoint": _("Endpoints"), "bridge": _("Bridges"), "link": _("Links")}
     choices = [SelectChoice("", _("Choose what the work is on"))]
-    for kind, objects in queries.maintenance_targets(db.session).items():
+    for kind, objects in queries.maintenance_targets(db.session, request_scope()).items():
         choices += [SelectChoice(f"{kind}:{o.id}", _target_label(kind, o), optgroup=group_labels[kind])
                     for o in objects]
     return choices, None
@@ -501,7 +519,7 @@ def _target_choices(fixed: str) -> tuple[list[SelectChoice], Any]:
 def maintenance_list() -> ResponseReturnValue:
     when = _choice_arg("when", queries.MAINTENANCE_PERIODS)
     q = request.args.get("q", "").strip()
-    page = paginate_request(queries.maintenance_list_query(db.session, when, q))
+    page = paginate_request(queries.maintenance_list_query(db.session, when, q, scope=request_scope()))
     user_ids = {w.created_by_id for w in page.items if w.created_by_id}
     users = {u.id: u for u in db.session.scalars(sa.select(User).where(User.id.in_(user_ids)))} if user_ids else {}
     return render_template("sites/maintenance_list.html", page=page, when=when, q=q, users=users,
@@ -525,17 +543,23 @@ def maintenance_create() -> ResponseReturnValue:
     try:
         window = maintenance.create_maintenance(db.session, kind, object_id, starts_at, ends_at, form.reason.data or "",
                                                 current_user.id)
+        scopes.require_change(request_scope(), window)
     except DomainError as error:
         return _show_refusal(error, form, "sites/maintenance_form.html", aliases={"target_kind": "target"},
                              **context)
     flash(_("Maintenance window saved."), "success")
+    overlapping = maintenance.meetings_overlapping(db.session, window)
+    if overlapping:
+        zone = local_zone()
+        flash(_("Warning: this maintenance overlaps booked meetings: %(meetings)s.", meetings="; ".join(
+            f"{title} ({start.astimezone(zone):%H:%M %d/%m/%Y})" for title, start in overlapping)), "warning")
     return redirect(maintenance_target(window)["url"])
 
 
 @bp.route("/maintenance/<int:window_id>/delete", methods=["GET", "POST"])
 @require("maintenance.edit")
 def maintenance_delete(window_id: int) -> ResponseReturnValue:
-    window = get_or_raise(db.session, MaintenanceWindow, window_id,
+    window = _changeable(MaintenanceWindow, window_id,
                           _("No maintenance window with id %(id)s.", id=window_id))
     target = maintenance_target(window)
     if request.method == "GET":

@@ -71,6 +71,9 @@ class SitePatch(Input):
     latitude = fields.Float(allow_none=True, validate=validate.Range(-90, 90))
     longitude = fields.Float(allow_none=True, validate=validate.Range(-180, 180))
     is_sample = fields.Boolean()
+    invites_outside_scope = fields.Boolean(metadata={
+        "description": "On a top-level site: its scoped staff may invite sites outside their scope. Set by users "
+                       "without a scope only."})
     notes = _lines(10_000)
     status = copy.copy(_input_status)
     contacts = fields.List(fields.Nested(ContactIn), metadata={
@@ -98,6 +101,7 @@ class SiteOut(ma.Schema):
     latitude = fields.Float(allow_none=True)
     longitude = fields.Float(allow_none=True)
     is_sample = fields.Boolean()
+    invites_outside_scope = fields.Boolean()
     status = fields.Enum(Status, by_value=fields.String)
     notes = fields.String()
     contacts = fields.List(fields.Nested(ContactOut))

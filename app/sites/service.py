@@ -70,7 +70,7 @@ def level_by_code(session: so.Session, code: str) -> Level:
 
 
 SITE_FIELDS = ("code", "name", "level", "parent_id", "address", "latitude", "longitude", "is_sample", "notes",
-               "status")
+               "status", "invites_outside_scope")
 
 
 def _check_site_code(session: so.Session, code: str, site_id: int | None = None) -> None:

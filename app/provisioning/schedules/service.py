@@ -30,6 +30,7 @@ from app.errors import DomainError, Forbidden, Invalid
 from app.provisioning import service
 from app.provisioning.models import Job, JobTemplate
 from app.provisioning.schedules.models import JobSchedule
+from app.sites.scope import scope_of
 
 log = logging.getLogger(__name__)
 SCHEDULE_FIELDS = ("template_id", "cron", "limit", "tags", "extra_vars", "enabled")
@@ -242,7 +243,8 @@ def _launch(session: so.Session, schedule: JobSchedule, now: dt.datetime) -> Sch
         try:
             with session.begin_nested():  # a refusal undoes only what this launch began
                 job = service.launch_job(session, schedule.template, owner, limit=schedule.limit,
-                                         tags=schedule.tags, extra_vars=schedule.extra_vars or {})
+                                         tags=schedule.tags, extra_vars=schedule.extra_vars or {},
+                                         scope=scope_of(session, owner))  # the owner's scope, as at a launch
         finally:
             audit.reset_actor(token)
         run = ScheduleRun(schedule.id, LAUNCHED, job.id)
