@@ -45,6 +45,17 @@ SETTINGS: list[Setting] = [
     Setting("WORKER_STALE_SECONDS", 180,
             "/healthz reports the queue unhealthy when no worker checked in for this long.", int),
     Setting("LOGIN_RATE_LIMIT", "5 per minute;20 per hour", "Login attempts allowed per client address."),
+    Setting("LOGIN_ACCOUNT_RATE_LIMIT", "30 per hour", "Failed login attempts (password or two-factor code) "
+            "allowed per account, from all addresses together (above the per-address limit, so that one guesser "
+            "meets that first and a spread-out one meets this)."),
+    Setting("SESSION_IDLE_MINUTES", 120, "Minutes without a request after which a session ends (a lunch break or a "
+            "long meeting; not for remembered sessions).", int),
+    Setting("SESSION_LIFETIME_HOURS", 12, "Hours after login at which a session ends however busy (one working "
+            "day: the next day starts with a login).", int),
+    Setting("SESSION_REMEMBER_DAYS", 7, "Days a session lasts when \"remember me\" is ticked at login (it survives "
+            "closing the browser; logout and a new password still end it).", int),
+    Setting("TWO_FACTOR_REQUIRED_ROLES", "admin,technician", "Roles that must sign in with a second factor (TOTP), "
+            "comma-separated; they set it up at their next login. Empty: optional for everyone."),
     Setting("RATELIMIT_STORAGE_URI", "", "Storage for rate limits, shared by every worker; empty means REDIS_URL "
             "if set, else the SQLite file INSTANCE_PATH/ratelimits.db."),
     Setting("DEFAULT_LANGUAGE", "vi", "Interface language when the user has not chosen one (vi or en)."),
@@ -70,6 +81,23 @@ SETTINGS: list[Setting] = [
     Setting("MAX_BOOKING_DAYS_AHEAD", 730, "Furthest a meeting may be booked ahead, in days.", int),
     Setting("DOCUMENT_MAX_MB", 25, "Largest meeting document accepted, in megabytes.", int),
     Setting("SIGNED_LINK_DAYS", 30, "Days a link in an invitation (documents, attendance) stays valid.", int),
+    Setting("REPORT_ROAD_FACTOR", 1.3, "Reports: road distance over the straight line between two sites' "
+            "coordinates.", float),
+    Setting("REPORT_TRAVEL_SPEED_KMH", 40.0, "Reports: average travel speed (km/h) giving the travel time of a "
+            "site whose time the province did not set.", float),
+    Setting("REPORT_PEOPLE_PER_SITE", 3, "Reports: people each site would have sent to a meeting held in person "
+            "(a meeting may set its own).", int),
+    Setting("REPORT_COST_PER_KM", 3000.0, "Reports: travel cost per person and kilometre, in đồng.", float),
+    Setting("REPORT_COST_PER_HOUR", 60000.0, "Reports: cost of an hour of a person's time on the road, in đồng.",
+            float),
+    Setting("REPORT_RECIPIENTS", "", "Reports: addresses, comma-separated, that receive the monthly report; empty "
+            "keeps it in the app only."),
+    Setting("REPORT_MONTHLY_HOUR", 7, "Reports: local hour of the first working day of a month from which last "
+            "month's report is produced and mailed.", int),
+    Setting("REPORT_HOLIDAYS", "", "Reports: days that are not working days, comma-separated, as YYYY-MM-DD (that "
+            "day) or MM-DD (every year)."),
+    Setting("REPORT_QUEUE_MONTHS", 3, "Reports: a report asked for over more months than this is built by the task "
+            "queue and kept for download.", int),
     Setting("CREDENTIAL_KEYS", "", "Fernet keys encrypting device credentials, comma-separated, newest first (kept "
             "out of logs); empty means one key generated into INSTANCE_PATH/credential_keys (only without REDIS_URL)."),
     Setting("PLAYBOOK_DIR", str(PROJECT_ROOT / "playbooks"), "Folder of the playbooks that job templates may run."),
@@ -83,6 +111,13 @@ SETTINGS: list[Setting] = [
             "each.", int),
     Setting("DEVICE_COMMAND_TIMEOUT", 30, "Seconds to wait for a device's whole answer to one request.", int),
     Setting("DEVICE_KEEPALIVE", 15, "Seconds between SSH keepalives on a device connection.", int),
+    Setting("BRIDGE_CONNECT_TIMEOUT", 10, "Seconds to wait for a bridge's (MCU's) TCP connection and TLS handshake.",
+            int),
+    Setting("BRIDGE_READ_TIMEOUT", 30, "Seconds to wait for a bridge's answer to one API request.", int),
+    Setting("CONFERENCE_LEAD_MINUTES", 0, "Minutes before a meeting's setup starts at which its conference is made "
+            "on the bridge; 0 makes it when the meeting is booked.", int),
+    Setting("CONFERENCE_RETRY_SECONDS", "30,60,120,300,600,900", "Seconds to wait before retrying a conference the "
+            "bridge did not take, after the 1st, 2nd, ... failure in a row (the last one repeats)."),
     Setting("FIRMWARE_MAX_MB", 2048, "Largest firmware image a technician may upload, in megabytes.", int),
     Setting("PROBE_STEP_SECONDS", 60.0, "Seconds between the starts of two probe steps.", float),
     Setting("PROBE_ECHOES", 20, "ICMP echoes sent to each target per step (smokeping-style).", int),
@@ -92,6 +127,16 @@ SETTINGS: list[Setting] = [
     Setting("PROBE_CONCURRENCY", 1024, "Targets a probe agent measures at once (each holds its slot for "
             "ECHOES x ECHO_INTERVAL).", int),
     Setting("PROBE_HISTORY_MINUTES", 90, "Minutes of probe history kept in the database for the board.", int),
+    Setting("ROLLUP_HOURLY_DAYS", 90, "Days of hourly probe rollups (per link and endpoint) kept for the reports; "
+            "at least 90.", int),
+    Setting("ROLLUP_DAILY_MONTHS", 13, "Whole local months of daily probe rollups kept before the current one, "
+            "for the reports; at least 13.", int),
+    Setting("AVAILABILITY_TARGET_DEDICATED", 99.5, "Availability (%) a link of the dedicated data network must "
+            "reach in a month; the report lists those below it.", float),
+    Setting("AVAILABILITY_TARGET_INTERNET", 99.0, "Availability (%) an internet link must reach in a month.",
+            float),
+    Setting("AVAILABILITY_TARGET_MOBILE_BACKUP", 98.0, "Availability (%) a mobile (4G) backup link must reach in "
+            "a month.", float),
     Setting("PROBE_LISTEN", "127.0.0.1:9561", "Address where `vcops probe` serves its /metrics.", str),
     Setting("EXPORTER_LISTEN", "127.0.0.1:9560", "Address where `vcops exporter` serves its /metrics.", str),
     Setting("EXPORTER_HORIZON_HOURS", 12, "Hours ahead for which `vcops exporter` lists the meetings' sites.", int),
@@ -171,6 +216,8 @@ def load_config(overrides: dict[str, Any] | None = None, environ: dict[str, str]
     config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     config.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
+    # Only a remembered session's cookie outlives the browser (app.auth.access ends every session on time).
+    config.setdefault("PERMANENT_SESSION_LIFETIME", int(config["SESSION_REMEMBER_DAYS"]) * 86400)
     config.setdefault("BABEL_DEFAULT_LOCALE", config["DEFAULT_LANGUAGE"])
     config.setdefault("BABEL_DEFAULT_TIMEZONE", config["TIMEZONE"])
     config.setdefault("MAX_CONTENT_LENGTH", 32 * 1024 * 1024)

@@ -8,6 +8,7 @@ Object-level rules (site staff see only their own site's meetings) are tested wi
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -28,6 +29,7 @@ EXPECTED: dict[str, set[Role] | str] = {
     # no user: each has its own check
     "static GET": PUBLIC, "health.healthz GET": PUBLIC, "api-docs.openapi_json GET": PUBLIC,
     "auth.login GET": PUBLIC, "auth.login POST": PUBLIC, "auth.language GET": PUBLIC,
+    "auth.login_code GET": PUBLIC, "auth.login_code POST": PUBLIC,  # only after this session's password step
     "calendar.attendance GET": PUBLIC, "calendar.attendance POST": PUBLIC,  # signed link
     "calendar.feed GET": PUBLIC,  # revocable feed token
     "agenda.signed_download GET": PUBLIC,  # signed, expiring link; never for restricted meetings
@@ -36,6 +38,9 @@ EXPECTED: dict[str, set[Role] | str] = {
     "auth.profile GET": ANYONE_LOGGED_IN, "auth.profile_language POST": ANYONE_LOGGED_IN,
     "auth.profile_password POST": ANYONE_LOGGED_IN, "auth.token_create POST": ANYONE_LOGGED_IN,
     "auth.token_revoke POST": ANYONE_LOGGED_IN,
+    "auth.password_required GET": ANYONE_LOGGED_IN, "auth.password_required POST": ANYONE_LOGGED_IN,
+    "auth.two_factor_setup GET": ANYONE_LOGGED_IN, "auth.two_factor_setup POST": ANYONE_LOGGED_IN,
+    "auth.two_factor_recovery_codes POST": ANYONE_LOGGED_IN,
     "meetings.meeting_list GET": ANYONE_LOGGED_IN, "meetings.calendar_view GET": ANYONE_LOGGED_IN,
     "meetings.meeting_detail GET": ANYONE_LOGGED_IN,
     # a site's schedule: staff see any site's; site staff only their own (not the site walked here)
@@ -49,6 +54,7 @@ EXPECTED: dict[str, set[Role] | str] = {
     "auth.user_list GET": ADMIN_ONLY, "auth.user_create GET": ADMIN_ONLY, "auth.user_create POST": ADMIN_ONLY,
     "auth.user_edit GET": ADMIN_ONLY, "auth.user_edit POST": ADMIN_ONLY,
     "auth.user_password_reset POST": ADMIN_ONLY, "auth.user_token_revoke POST": ADMIN_ONLY,
+    "auth.user_two_factor_off POST": ADMIN_ONLY,
     "auth.audit_log GET": ADMIN_ONLY,
     # meetings
     "meetings.availability GET": MEETINGS_VIEW, "api_meetings.availability POST": MEETINGS_VIEW,
@@ -103,6 +109,8 @@ EXPECTED.update({
     "devices.endpoint_page GET": DEVICES_ACT, "devices.request_action POST": DEVICES_ACT,
     "devices.action_page GET": DEVICES_ACT, "devices.host_keys GET": DEVICES_ACT,
     "devices.accept_host_key POST": DEVICES_ACT, "devices.forget_host_key POST": DEVICES_ACT,
+    "devices.bridge_certificates GET": DEVICES_ACT, "devices.fetch_bridge_certificate POST": DEVICES_ACT,
+    "devices.accept_bridge_certificate POST": DEVICES_ACT, "devices.forget_bridge_certificate POST": DEVICES_ACT,
 })
 EXPECTED["schedules.schedule_list GET"] = JOBS_VIEW
 EXPECTED["backups.endpoint_versions GET"] = EXPECTED["backups.show GET"] = JOBS_VIEW
@@ -125,12 +133,27 @@ EXPECTED.update({
     "monitoring.board GET": MONITORING_VIEW, "monitoring.board_json GET": MONITORING_VIEW,
     "monitoring.link_page GET": MONITORING_VIEW, "monitoring.incident_list GET": MONITORING_VIEW,
     "monitoring.incident_detail GET": MONITORING_VIEW, "monitoring.at_risk GET": MONITORING_VIEW,
+    "conference.conference_list GET": MONITORING_VIEW,
+    # today's go / no-go: staff see every site, site staff their own site's rows (tests/conference/test_readiness.py)
+    "readiness.today_page GET": ANYONE_LOGGED_IN, "readiness.today_json GET": ANYONE_LOGGED_IN,
     "monitoring.incident_ack POST": INCIDENTS_ACK,
     "api_board.collection GET": MONITORING_VIEW, "api_link_history.item GET": MONITORING_VIEW,
     "api_at_risk.collection GET": MONITORING_VIEW, "api_incidents.collection GET": MONITORING_VIEW,
     "api_incidents.item GET": MONITORING_VIEW, "api_incidents.ack POST": INCIDENTS_ACK,
     "api_alerts.webhook POST": MONITORING_RECEIVE,
     "webmetrics.metrics GET": PUBLIC,  # Prometheus; answered only to the addresses in METRICS_ALLOW
+})
+# Reports: every staff member (the figures are not secret); site staff not.
+REPORTS_VIEW = STAFF
+EXPECTED.update({
+    "reports.report_page GET": REPORTS_VIEW, "reports.download GET": REPORTS_VIEW,
+    "reports.kept_download GET": REPORTS_VIEW, "reports.kept_request POST": REPORTS_VIEW,
+    "api_reports.collection GET": REPORTS_VIEW, "api_report_downloads.collection GET": REPORTS_VIEW,
+    "api_stored_reports.collection GET": REPORTS_VIEW, "api_stored_reports.collection POST": REPORTS_VIEW,
+    "api_stored_reports.file GET": REPORTS_VIEW,
+    "api_report_travel.collection GET": REPORTS_VIEW,
+    # the savings' assumptions: the inventory's editors set a site's travel, the secretariat a meeting's headcount
+    "api_report_travel.item PUT": INVENTORY_EDIT, "api_report_headcounts.item PUT": MEETINGS_BOOK,
 })
 EXPECTED["firmware.signed_download GET"] = PUBLIC  # devices fetch images by a signed, expiring link
 for _endpoint in ("schedules.schedule_create", "schedules.schedule_edit"):
@@ -189,3 +212,102 @@ def test_every_route_lets_in_exactly_the_roles_it_should(app):
             if _denied(response) == (role in expected):
                 wrong.append(f"{method} {path}: {role.value} got {response.status_code}")
     assert wrong == []
+
+
+# ------------------------------------------------------------------ the scope column: a user confined to a subtree
+
+# What a user confined to Tuyên Quang (app/sites/scope.py) gets of another province's objects, route by route. By
+# default: a route naming such an object (by one of SCOPED_PARAMS) answers 404, as if it did not exist; a page or a
+# collection without one (a GET) lists nothing of it. Changes to what the user sees but may not change (403 naming
+# the scope), bookings and jobs naming outside sites are the stories of tests/sites/test_scopes.py. The exceptions:
+SCOPED_PARAMS = ("site_id", "endpoint_id", "host_id", "bridge_id", "link_id", "code", "window_id", "meeting_id",
+                 "occurrence_id", "participation_id", "job_id", "incident_id", "action_id")
+SCOPE_GLOBAL = "shared by every scope"
+SCOPE: dict[str, str] = {
+    # what lies in no site: the playbooks' templates and schedules, credentials, firmware images, host keys, levels
+    **{key: SCOPE_GLOBAL for key in EXPECTED if key.split(".")[0] in {
+        "jobs", "api_job-templates", "api_job-schedules", "schedules", "firmware", "guard", "api_levels"}
+       and not key.startswith(("jobs.job_", "api_jobs", "api_job_events"))},
+    "devices.host_keys GET": "host keys are of addresses, pinned for any site's equipment",
+    "auth.user_list GET": "admins manage every user",
+    "auth.user_create GET": "an admin gives scopes from the whole tree",
+    "auth.user_edit GET": "an admin gives scopes from the whole tree",
+    "auth.audit_log GET": "the audit log is the admins'",
+    "auth.profile GET": "one's own things",
+    "webmetrics.metrics GET": "the app's own metrics, for Prometheus",
+    "api-docs.openapi_json GET": "no data",
+    "health.healthz GET": "no data",
+    "auth.language GET": "no data", "auth.login GET": "no data",
+    "meetings.book GET": "the form: its choices are checked by tests/sites/test_scopes.py",
+    "meetings.availability GET": "the form: its choices are checked by tests/sites/test_scopes.py",
+    "sites.site_create GET": "the form: its choices are checked by tests/sites/test_scopes.py",
+    "jobs.job_list GET": "lists jobs by number and template: checked through api_jobs.collection",
+    # reports come from another part (issue 12, reports), with their own scope tests
+    **{key: "reports: their own tests" for key in EXPECTED if key.split(".")[0] in {"reports", "api_reports"}},
+    # bridges' backups and certificates are the devices' (their pages name bridges by their own ids)
+    **{key: "bridges' backups and certificates: not walked yet" for key in EXPECTED
+       if key.startswith(("backups.", "devices.bridge_certificates", "devices.fetch_bridge_certificate",
+                          "devices.accept_bridge_certificate", "devices.forget_bridge_certificate"))},
+}
+
+
+def _shows(response, text: str) -> bool:
+    body = response.get_data(as_text=True)
+    return text in body or json.dumps(text)[1:-1] in body  # in a page, or in JSON's escapes
+
+
+def _scoped_path(rule, outside: dict) -> str | None:
+    """The rule's address with the other province's objects in place of its parameters; None when it names none."""
+    names = set(rule.arguments)
+    if not names & set(SCOPED_PARAMS):
+        return None
+    return re.sub(r"<(?:(\w+):)?(\w+)>", lambda m: str(outside.get(m.group(2), "999999" if m.group(1) == "int"
+                                                                   else "x")), rule.rule)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_user_confined_to_tuyen_quang_finds_nothing_of_another_province_on_any_route(app, session):
+    from app.db import commit_scope
+    from tests.support.scopes import MARK, other_province, scoped_user
+
+    outside = other_province(session)
+    tokens = {role: scoped_user(session, role)[1] for role in Role}
+    with commit_scope():
+        pass
+    rules = {f"{r.endpoint} {m}": r for r in app.url_map.iter_rules() for m in r.methods - {"HEAD", "OPTIONS"}}
+    wrong, walked = [], 0
+    for key, expected in EXPECTED.items():
+        if expected == PUBLIC or key in SCOPE or key not in rules:
+            continue
+        rule, method = rules[key], key.rsplit(" ", 1)[1]
+        path = _scoped_path(rule, outside.ids)
+        if path is None and (method != "GET" or rule.arguments):
+            continue  # a change naming nothing outside: the stories
+        for role in expected:
+            client = app.test_client()
+            response = client.open(path or rule.rule, method=method,
+                                   headers={"Authorization": f"Bearer {tokens[role]}"})
+            walked += 1
+            if path is not None:
+                # An API change without a body is refused (422) before any lookup: that tells nothing either.
+                told_nothing = {404, 422} if path.startswith("/api/") and method != "GET" else {404}
+                if response.status_code not in told_nothing:
+                    wrong.append(f"{method} {path}: {role.value} got {response.status_code}, not 404")
+            elif response.status_code < 400 and _shows(response, MARK):
+                wrong.append(f"{method} {rule.rule}: {role.value} is shown {MARK}")
+    assert wrong == [], "\n".join(wrong)
+    assert walked > 100
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_the_same_routes_show_the_other_province_to_an_admin_without_a_scope(app, session, api):
+    from app.db import commit_scope
+    from tests.support.scopes import MARK, other_province
+
+    outside = other_province(session)
+    with commit_scope():
+        pass
+    admin = api(Role.ADMIN)
+    assert admin.get(f"/api/v1/sites/{outside.ids['site_id']}").status_code == 200
+    assert _shows(admin.get("/api/v1/sites?page_size=100"), MARK)
+    assert admin.get(f"/api/v1/meetings/{outside.ids['meeting_id']}").status_code == 200

@@ -13,7 +13,8 @@ from pathlib import Path
 
 APP = Path(__file__).resolve().parents[1] / "app"
 SHARED = ["config", "db", "errors", "extensions", "storage", "migrate", "web", "queue"]
-DOMAINS = ["auth", "sites", "devices", "meetings", "agenda", "calendar", "provisioning", "monitoring"]  # lowest first
+DOMAINS = ["auth", "sites", "devices", "meetings", "agenda", "calendar", "provisioning", "monitoring",
+           "conference", "reports"]  # lowest first
 ASSEMBLERS = {"app", "cli"}
 
 
