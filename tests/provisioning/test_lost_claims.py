@@ -66,10 +66,17 @@ def test_a_job_taken_by_another_worker_is_not_run_when_its_message_comes_back_to
 
 
 def _held_playbooks(folder: Path) -> None:
-    """A playbook whose plays are read from a pipe nobody writes to: a worker preparing its run stops there,
-    after taking the job and before starting it, as a worker busy reading a large inventory would."""
+    """A playbook that imports its plays from a file; `_hold` later turns that file into a pipe."""
     folder.mkdir()
     (folder / "held.yml").write_text("---\n- import_playbook: held-plays.yml\n")
+    (folder / "held-plays.yml").write_text("---\n- hosts: all\n  gather_facts: false\n  tasks: []\n")
+
+
+def _hold(folder: Path) -> None:
+    """The plays are now read from a pipe nobody writes to: a worker preparing its run stops there, after
+    taking the job and before starting it, as a worker busy reading a large inventory would. (The launch itself
+    reads the plays for the job's sites, so the pipe comes after it.)"""
+    (folder / "held-plays.yml").unlink()
     os.mkfifo(folder / "held-plays.yml")
 
 
@@ -89,6 +96,11 @@ def test_a_worker_killed_between_taking_a_job_and_starting_it_leaves_the_job_los
             template_id = template.id
         db.session.remove()
     bed = Bed(app, token, user_id, credential_id, tmp_path / "work")
+    # Launched before any worker runs, so that the job waits in the queue while its plays become a pipe.
+    launched = bed.api("post", "/api/v1/jobs", json={"template_id": template_id})
+    assert launched.status_code == 202, launched.get_json()
+    job_id = launched.get_json()["id"]
+    _hold(playbooks)
 
     # A real task-queue worker (`vcops worker`) in a process of its own, on the app's database and queue.
     settings = {"DATABASE_URL": app.config["DATABASE_URL"], "INSTANCE_PATH": app.config["INSTANCE_PATH"],
@@ -108,10 +120,6 @@ def test_a_worker_killed_between_taking_a_job_and_starting_it_leaves_the_job_los
             return found is not None
 
         assert wait_for(checked_in, seconds=60), (tmp_path / "worker.log").read_text()
-        launched = bed.api("post", "/api/v1/jobs", json={"template_id": template_id})
-        assert launched.status_code == 202, launched.get_json()
-        job_id = launched.get_json()["id"]
-
         assert wait_for(lambda: bed.job(job_id).worker == name, seconds=60), (tmp_path / "worker.log").read_text()
         assert bed.job(job_id).state is JobState.QUEUED
         with app.app_context():  # the message is the worker's, under its lease, while the worker lives
