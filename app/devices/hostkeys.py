@@ -8,38 +8,27 @@ pinned one: accepting it (a device was replaced) replaces the pin, in the audit 
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask_babel import gettext as _
 
 from app.auth.models import User
-from app.db import commit_scope, get_or_raise, utcnow
-from app.devices.models import HostKey, HostKeyState
+from app.db import commit_scope, get_or_raise
+from app.devices import pins
+from app.devices.models import HostKey
 from app.devices.profile import HostKeyChanged, HostKeyPending, Target
 
 
 def keys_of(session: so.Session, address: str, port: int) -> list[HostKey]:
-    return list(session.scalars(sa.select(HostKey).where(HostKey.address == address, HostKey.port == port)
-                                .order_by(HostKey.id)))
+    return pins.pins_of(session, HostKey, address, port)
 
 
 def pinned_key(session: so.Session, address: str, port: int) -> HostKey | None:
-    return session.scalar(sa.select(HostKey).where(HostKey.address == address, HostKey.port == port,
-                                                   HostKey.state == HostKeyState.ACCEPTED))
+    return pins.pinned(session, HostKey, address, port)
 
 
 def record_contact(session: so.Session, address: str, port: int, key_type: str, fingerprint: str) -> HostKey:
     """The row of the key this address offered now, recorded as pending when it is new."""
-    key = session.scalar(sa.select(HostKey).where(HostKey.address == address, HostKey.port == port,
-                                                  HostKey.fingerprint == fingerprint))
-    if key is None:
-        key = HostKey(address=address, port=port, key_type=key_type, fingerprint=fingerprint)
-        session.add(key)
-        session.flush()
-    else:
-        # Straight to the table: a contact is not a change worth an audit entry.
-        session.execute(sa.update(HostKey).where(HostKey.id == key.id).values(last_seen_at=utcnow()))
-    return key
+    return pins.record_contact(session, HostKey, address, port, fingerprint, key_type=key_type)
 
 
 def get_key(session: so.Session, key_id: int) -> HostKey:
@@ -48,35 +37,19 @@ def get_key(session: so.Session, key_id: int) -> HostKey:
 
 def accept(session: so.Session, key: HostKey, user: User | None) -> HostKey:
     """Trust this key for its address and port; a key accepted before for them is removed (replaced)."""
-    if key.state == HostKeyState.ACCEPTED:
-        return key
-    for old in keys_of(session, key.address, key.port):
-        if old.state == HostKeyState.ACCEPTED:
-            session.delete(old)
-    session.flush()  # the old pin is gone before the new one exists
-    key.state = HostKeyState.ACCEPTED
-    key.accepted_by_id = user.id if user is not None else None
-    key.accepted_at = utcnow()
-    session.flush()
-    return key
+    return pins.accept(session, key, user)
 
 
-def forget(session: so.Session, key: HostKey) -> None:
-    """Drop a key (a pending one nobody will accept, or a pin to learn again at the next contact)."""
-    session.delete(key)
-    session.flush()
+forget = pins.forget
 
 
 def pending_keys(session: so.Session) -> list[tuple[HostKey, HostKey | None]]:
     """Keys waiting for a technician, each with the key pinned for the same address (when it changed)."""
-    pending = list(session.scalars(sa.select(HostKey).where(HostKey.state == HostKeyState.PENDING)
-                                   .order_by(HostKey.first_seen_at.desc(), HostKey.id.desc())))
-    return [(key, pinned_key(session, key.address, key.port)) for key in pending]
+    return pins.pending(session, HostKey)
 
 
 def accepted_keys(session: so.Session) -> list[HostKey]:
-    return list(session.scalars(sa.select(HostKey).where(HostKey.state == HostKeyState.ACCEPTED)
-                                .order_by(HostKey.address, HostKey.port)))
+    return pins.accepted(session, HostKey)
 
 
 class DatabasePins:
@@ -90,19 +63,10 @@ class DatabasePins:
             return key.key_type if key is not None else None
 
     def check(self, address: str, port: int, key_type: str, fingerprint: str) -> None:
-        for attempt in range(2):
-            try:
-                with commit_scope() as session:
-                    key = record_contact(session, address, port, key_type, fingerprint)
-                    state = key.state
-                    pinned = pinned_key(session, address, port)
-                    pinned_fingerprint = pinned.fingerprint if pinned is not None else None
-                break
-            except sa.exc.IntegrityError:
-                if attempt:  # another worker recorded the same first contact meanwhile: read it again once
-                    raise
+        accepted, pinned_fingerprint = pins.contact(
+            HostKey, address, port, lambda session: record_contact(session, address, port, key_type, fingerprint))
         host = Target(address, port).name
-        if state == HostKeyState.ACCEPTED:
+        if accepted:
             return
         if pinned_fingerprint is not None:
             raise HostKeyChanged(host, pinned_fingerprint, fingerprint)

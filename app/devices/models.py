@@ -12,6 +12,7 @@ import sqlalchemy.orm as so
 
 from app.auth.audit import audited
 from app.db import Base, stored_enum, utcnow
+from app.devices.pins import Pin
 
 if TYPE_CHECKING:
     from app.auth.models import User
@@ -24,25 +25,17 @@ class HostKeyState(enum.StrEnum):
 
 
 @audited
-class HostKey(Base):
-    """A host key an address offered. At most one per address and port is accepted (enforced by the service);
-    the others wait, so a changed key is shown next to the pinned one and never replaces it by itself."""
+class HostKey(Pin, Base):
+    """A host key an address offered (fingerprint SHA256:<base64>, as ssh-keygen -l prints). At most one per
+    address and port is accepted (app.devices.pins); the others wait, so a changed key is shown next to the
+    pinned one and never replaces it by itself."""
 
     __tablename__ = "host_keys"
+    states = HostKeyState
 
-    id: so.Mapped[int] = so.mapped_column(primary_key=True)
-    address: so.Mapped[str] = so.mapped_column(sa.String(255))
-    port: so.Mapped[int]
     key_type: so.Mapped[str] = so.mapped_column(sa.String(50))
-    fingerprint: so.Mapped[str] = so.mapped_column(sa.String(100))  # SHA256:<base64>, as ssh-keygen -l prints
     state: so.Mapped[HostKeyState] = so.mapped_column(stored_enum(HostKeyState, "host_key_state"),
                                                       default=HostKeyState.PENDING)
-    first_seen_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
-    last_seen_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
-    accepted_by_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
-    accepted_at: so.Mapped[dt.datetime | None]
-
-    accepted_by: so.Mapped[User | None] = so.relationship("User")
 
     __table_args__ = (
         sa.UniqueConstraint("address", "port", "fingerprint", name="uq_host_keys_address_port_fingerprint"),
@@ -61,27 +54,19 @@ class CertificateState(enum.StrEnum):
 
 
 @audited
-class BridgeCertificate(Base):
-    """A TLS certificate a bridge's management address presented. At most one per address and port is accepted
-    (enforced by the service); a changed one waits beside it and never replaces it by itself."""
+class BridgeCertificate(Pin, Base):
+    """A TLS certificate a bridge's management address presented (fingerprint SHA-256, AB:CD:... as openssl
+    prints it). At most one per address and port is accepted (app.devices.pins); a changed one waits beside it
+    and never replaces it by itself."""
 
     __tablename__ = "bridge_certificates"
+    states = CertificateState
 
-    id: so.Mapped[int] = so.mapped_column(primary_key=True)
-    address: so.Mapped[str] = so.mapped_column(sa.String(255))
-    port: so.Mapped[int]
-    fingerprint: so.Mapped[str] = so.mapped_column(sa.String(100))  # SHA-256, AB:CD:... as openssl prints it
     subject: so.Mapped[str] = so.mapped_column(sa.String(500), default="")
     not_before: so.Mapped[dt.datetime | None]
     not_after: so.Mapped[dt.datetime | None]
     state: so.Mapped[CertificateState] = so.mapped_column(stored_enum(CertificateState, "bridge_certificate_state"),
                                                           default=CertificateState.PENDING)
-    first_seen_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
-    last_seen_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
-    accepted_by_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
-    accepted_at: so.Mapped[dt.datetime | None]
-
-    accepted_by: so.Mapped[User | None] = so.relationship("User")
 
     __table_args__ = (
         sa.UniqueConstraint("address", "port", "fingerprint", name="uq_bridge_certificates_address_port_fingerprint"),
